@@ -1,0 +1,167 @@
+import { randomBytes } from 'node:crypto';
+import type { SecureStore } from '../core/barrier/index.js';
+import { AuditFailedError, BadRequestError, NotFoundError } from '../core/errors.js';
+import type { Logger } from '../telemetry/logger.js';
+import { chainLine, type ChainState } from './chain.js';
+import { formatRecord, type AuditRecord } from './entry.js';
+import { FileSink } from './file-sink.js';
+import { hmacValue } from './hmac.js';
+import type { AuditSink } from './sink.js';
+import { StdoutSink } from './stdout-sink.js';
+
+export interface AuditDeviceConfig {
+  name: string;
+  type: 'file' | 'stdout';
+  description: string;
+  options: Record<string, string>;
+}
+
+interface Device {
+  config: AuditDeviceConfig;
+  sink: AuditSink;
+  key: Buffer;
+  chain: ChainState;
+  /** Could not be opened at unseal; retried on reopen (SIGHUP). */
+  broken?: boolean;
+}
+
+const CONFIG_KEY = 'core/audit';
+const KEY_PREFIX = 'core/audit-key/';
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$/;
+
+export function openSink(type: string, options: Record<string, string>): AuditSink {
+  if (type === 'file') {
+    const path = options.file_path ?? options.path;
+    if (!path) throw new BadRequestError('a file audit device needs options.file_path (an absolute path)');
+    const mode = options.mode ? parseInt(options.mode, 8) : 0o600;
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw new BadRequestError('options.mode must be an octal file mode such as 0600');
+    return new FileSink(path, mode);
+  }
+  if (type === 'stdout') return new StdoutSink();
+  throw new BadRequestError(`unknown audit device type "${type}": use file or stdout`);
+}
+
+/**
+ * Sends every audit record to every enabled device, each with its own HMAC key and hash chain. When devices are
+ * enabled and none of them can write, `log` throws and the request is refused (audit fails closed).
+ */
+export class AuditBroker {
+  private devices = new Map<string, Device>();
+
+  constructor(
+    private readonly store: SecureStore,
+    private readonly logger: Logger,
+    private readonly onFailure: (device: string) => void = () => undefined,
+  ) {}
+
+  async setup(): Promise<void> {
+    const configs = (await this.store.getJson<AuditDeviceConfig[]>(CONFIG_KEY))?.value ?? [];
+    for (const config of configs) {
+      try {
+        await this.attach(config);
+      } catch (err) {
+        // A device that cannot open now is reported; if it was the only one, requests fail closed until it is fixed.
+        this.logger.error({ device: config.name, err: (err as Error).message }, 'audit device could not be opened');
+        this.devices.set(config.name, { config, sink: brokenSink(config, (err as Error).message), key: Buffer.alloc(32), chain: { seq: 0, hash: '' }, broken: true });
+      }
+    }
+  }
+
+  teardown(): void {
+    for (const d of this.devices.values()) {
+      d.sink.close();
+      d.key.fill(0);
+    }
+    this.devices.clear();
+  }
+
+  get enabled(): boolean {
+    return this.devices.size > 0;
+  }
+
+  list(): AuditDeviceConfig[] {
+    return [...this.devices.values()].map((d) => d.config);
+  }
+
+  async enable(config: AuditDeviceConfig): Promise<void> {
+    if (!NAME.test(config.name)) throw new BadRequestError('audit device name: letters, digits, "_" and "-", at most 64');
+    if (this.devices.has(config.name)) throw new BadRequestError(`an audit device named "${config.name}" is already enabled`);
+    const device = await this.attach(config);
+    const configs = [...this.list()];
+    try {
+      await this.store.put(CONFIG_KEY, configs);
+    } catch (err) {
+      device.sink.close();
+      this.devices.delete(config.name);
+      throw err;
+    }
+  }
+
+  async disable(name: string): Promise<void> {
+    const d = this.devices.get(name);
+    if (!d) throw new NotFoundError(`no audit device named "${name}"`);
+    this.devices.delete(name);
+    await this.store.put(CONFIG_KEY, this.list());
+    await this.store.delete(KEY_PREFIX + name);
+    d.sink.close();
+  }
+
+  hash(name: string, input: string): string {
+    const d = this.devices.get(name);
+    if (!d) throw new NotFoundError(`no audit device named "${name}"`);
+    return hmacValue(d.key, input);
+  }
+
+  async reopen(): Promise<void> {
+    for (const d of this.devices.values()) {
+      try {
+        if (d.broken) await this.attach(d.config);
+        else d.sink.reopen();
+      } catch (err) {
+        this.logger.error({ device: d.config.name, err: (err as Error).message }, 'audit device could not be reopened');
+      }
+    }
+  }
+
+  /** Throws AuditFailedError when devices are enabled and none recorded the entry. */
+  log(record: AuditRecord): void {
+    if (this.devices.size === 0) return;
+    let written = 0;
+    for (const d of this.devices.values()) {
+      try {
+        const { line, next } = chainLine(d.chain, formatRecord(record, d.key));
+        d.sink.write(line);
+        d.chain = next;
+        written++;
+      } catch (err) {
+        this.onFailure(d.config.name);
+        this.logger.error({ device: d.config.name, err: (err as Error).message }, 'audit device failed to write');
+      }
+    }
+    if (written === 0) throw new AuditFailedError();
+  }
+
+  private async attach(config: AuditDeviceConfig): Promise<Device> {
+    const sink = openSink(config.type, config.options);
+    const normalised: AuditDeviceConfig = { ...config, options: sink.options() };
+    let key = (await this.store.get(KEY_PREFIX + config.name))?.value;
+    if (!key) {
+      key = randomBytes(32);
+      await this.store.put(KEY_PREFIX + config.name, key);
+    }
+    const device: Device = { config: normalised, sink, key, chain: sink.resume };
+    this.devices.set(config.name, device);
+    return device;
+  }
+}
+
+function brokenSink(config: AuditDeviceConfig, reason: string): AuditSink {
+  return {
+    type: config.type,
+    resume: { seq: 0, hash: '' },
+    write() { throw new Error(`device unavailable: ${reason}`); },
+    reopen() {},
+    close() {},
+    options: () => config.options,
+  };
+}

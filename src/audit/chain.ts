@@ -1,0 +1,42 @@
+import { createHash } from 'node:crypto';
+
+// One audit line = one JSON object: {"seq":N,"prev_hash":"<hash of line N-1>", ...entry, "hash":"<sha256 of this line without hash>"}.
+// The hash is computed over the exact bytes before `,"hash":...`, so a verifier never has to re-serialise JSON.
+export const GENESIS = '0'.repeat(64);
+const HASH_TAIL = /,"hash":"([0-9a-f]{64})"\}$/;
+
+export interface ChainState {
+  seq: number;
+  hash: string;
+}
+
+export function chainLine(state: ChainState, entry: Record<string, unknown>): { line: string; next: ChainState } {
+  const seq = state.seq + 1;
+  const body = JSON.stringify({ seq, prev_hash: state.hash, ...entry });
+  const hash = createHash('sha256').update(body).digest('hex');
+  return { line: `${body.slice(0, -1)},"hash":"${hash}"}\n`, next: { seq, hash } };
+}
+
+export interface ParsedLine {
+  seq: number;
+  prev: string;
+  hash: string;
+  /** The recomputed hash matches the stored one. */
+  intact: boolean;
+}
+
+/** Parses one line; null when it is not an audit entry at all. */
+export function parseLine(line: string): ParsedLine | null {
+  const m = HASH_TAIL.exec(line);
+  if (!m) return null;
+  const body = `${line.slice(0, m.index)}}`;
+  let obj: { seq?: unknown; prev_hash?: unknown };
+  try {
+    obj = JSON.parse(body);
+  } catch {
+    return null;
+  }
+  if (typeof obj.seq !== 'number' || typeof obj.prev_hash !== 'string') return null;
+  const hash = m[1]!;
+  return { seq: obj.seq, prev: obj.prev_hash, hash, intact: createHash('sha256').update(body).digest('hex') === hash };
+}

@@ -1,0 +1,65 @@
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { BadRequestError } from '../core/errors.js';
+import { GENESIS, parseLine, type ChainState } from './chain.js';
+import type { AuditSink } from './sink.js';
+
+/** Appends JSON lines to a file (mode 0600). An existing file is continued: its last intact line anchors the chain. */
+export class FileSink implements AuditSink {
+  readonly type = 'file';
+  readonly resume: ChainState;
+  private fd: number;
+
+  constructor(readonly path: string, private readonly mode = 0o600) {
+    if (!isAbsolute(path)) throw new BadRequestError(`audit file_path must be absolute: ${path}`);
+    try {
+      this.fd = openSync(path, 'a+', mode);
+    } catch (err) {
+      throw new BadRequestError(`audit file ${path} cannot be opened for appending: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    const tail = lastLine(this.fd);
+    this.resume = tail.state;
+    // A crash mid-write can leave a partial last line; end it so the next entry starts on its own line.
+    if (!tail.endsWithNewline) writeSync(this.fd, '\n');
+  }
+
+  write(line: string): void {
+    writeSync(this.fd, line);
+  }
+
+  reopen(): void {
+    const fd = openSync(this.path, 'a', this.mode);
+    closeSync(this.fd);
+    this.fd = fd;
+  }
+
+  close(): void {
+    try { closeSync(this.fd); } catch { /* already closed */ }
+  }
+
+  options(): Record<string, string> {
+    return { file_path: this.path, mode: this.mode.toString(8).padStart(4, '0') };
+  }
+}
+
+function lastLine(fd: number): { state: ChainState; endsWithNewline: boolean } {
+  const size = fstatSync(fd).size;
+  if (size === 0) return { state: { seq: 0, hash: GENESIS }, endsWithNewline: true };
+  let chunk = 64 * 1024;
+  for (;;) {
+    const start = Math.max(0, size - chunk);
+    const buf = Buffer.alloc(size - start);
+    readSync(fd, buf, 0, buf.length, start);
+    const text = buf.toString('utf8');
+    const lines = text.split('\n');
+    const endsWithNewline = text.endsWith('\n');
+    if (endsWithNewline) lines.pop();
+    // Whole lines only: the first piece may be cut unless we read from the start of the file.
+    for (let i = lines.length - 1; i >= (start === 0 ? 0 : 1); i--) {
+      const p = parseLine(lines[i]!);
+      if (p) return { state: { seq: p.seq, hash: p.hash }, endsWithNewline };
+    }
+    if (start === 0) return { state: { seq: 0, hash: GENESIS }, endsWithNewline };
+    chunk *= 4;
+  }
+}

@@ -1,0 +1,85 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { KeyFileUnseal } from '../core/seal/index.js';
+import { defaultConfig, isLoopback, parseAddress, ConfigError } from '../server/config.js';
+import { startServer } from '../server/server.js';
+import { createLogger } from '../telemetry/index.js';
+import { action } from './command.js';
+import { CliError } from './client.js';
+import { say } from './output.js';
+import { stopOnSignals } from './server.js';
+
+const BIN = resolve(fileURLToPath(new URL('../../bin/aegis.js', import.meta.url)));
+
+export function registerDev(program: Command): void {
+  program.command('dev')
+    .description('run a development server: plain HTTP on loopback, SQLite in a data dir, auto-unsealed, a file audit log')
+    .option('--listen <address>', 'loopback address to listen on', '127.0.0.1:8200')
+    .option('--root-token <id>', 'use this root token ID (default: random)')
+    .option('--data-dir <dir>', 'keep data here (default: a temporary folder removed on exit)')
+    .option('--log-level <level>', 'log level (logs go to stderr)', 'info')
+    .action(action(async (o: { listen: string; rootToken?: string; dataDir?: string; logLevel: string }) => {
+      let host: string;
+      try {
+        host = parseAddress(o.listen).host;
+      } catch (err) {
+        throw new CliError((err as ConfigError).message, 2);
+      }
+      if (!isLoopback(host)) throw new CliError(`the dev server serves plain HTTP and listens only on loopback; ${o.listen} is not`, 2);
+      const temp = !o.dataDir;
+      const dataDir = o.dataDir ? resolve(o.dataDir) : mkdtempSync(join(tmpdir(), 'aegis-dev-'));
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      const keyFile = join(dataDir, 'dev-unseal.key');
+      if (!existsSync(keyFile)) KeyFileUnseal.generate(keyFile);
+
+      const cfg = defaultConfig(dataDir);
+      cfg.listener.address = o.listen;
+      cfg.listener.tlsDisable = true;
+      cfg.storage.synchronous = 'normal';
+      cfg.sealKeyFile = keyFile;
+      const logger = createLogger(o.logLevel, pino.destination(2));
+      let server;
+      try {
+        server = await startServer(cfg, logger);
+      } catch (err) {
+        if (temp) rmSync(dataDir, { recursive: true, force: true });
+        throw new CliError(`dev server did not start: ${(err as Error).message}`);
+      }
+      const core = server.core;
+      let rootToken = o.rootToken ?? null;
+      let unsealKey: string | null = null;
+      const auditLog = join(dataDir, 'audit.log');
+      if (!core.seal.initialized) {
+        const r = await core.initialize(1, 1, o.rootToken);
+        rootToken = r.rootToken;
+        unsealKey = r.keys[0]!.toString('base64');
+        await core.audit.enable({ name: 'file', type: 'file', description: 'dev audit log', options: { file_path: auditLog } });
+      } else if (o.rootToken && !(await core.tokens.lookup(o.rootToken))) {
+        await core.tokens.create({ id: o.rootToken, policies: ['root'], parent: null, ttl: 0, explicitMaxTtl: 0, numUses: 0, renewable: false, displayName: 'root', path: 'auth/token/root' });
+      }
+
+      const rel = relative(process.cwd(), BIN);
+      const cli = rel.startsWith('..') ? BIN : `./${rel}`;
+      say('Aegis dev server is running. Do not use it in production: HTTP, one unseal key, data in a scratch folder.');
+      say('');
+      say(`  Address:     ${server.address}`);
+      say(`  Root token:  ${rootToken ?? '(created on the first start of this data dir; pass --root-token to set one)'}`);
+      if (unsealKey) say(`  Unseal key:  ${unsealKey}   (auto-unsealed from ${keyFile})`);
+      say(`  Data dir:    ${dataDir}${temp ? '   (removed on exit)' : ''}`);
+      say(`  Audit log:   ${auditLog}`);
+      say('');
+      say('Try, in another terminal:');
+      say(`  export AEGIS_ADDR=${server.address}${rootToken ? ` AEGIS_TOKEN=${rootToken}` : ''}`);
+      say(`  ${cli} kv put secret/hello who=world`);
+      say(`  ${cli} kv get secret/hello`);
+      say(`  ${cli} token create --policy default --ttl 1h`);
+      say(`  ${cli} audit verify ${auditLog}`);
+      await stopOnSignals(server, () => {
+        if (temp) rmSync(dataDir, { recursive: true, force: true });
+      });
+    }));
+}

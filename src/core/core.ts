@@ -1,0 +1,156 @@
+import { AuditBroker } from '../audit/index.js';
+import { TokenStore, createTokenBackend } from '../auth/index.js';
+import { PolicyEngine, PolicyStore } from '../policy/index.js';
+import { createKvBackend } from '../secrets/index.js';
+import { createSysBackend } from '../sys/index.js';
+import type { Logger } from '../telemetry/index.js';
+import { Metrics } from '../telemetry/index.js';
+import { Barrier } from './barrier/index.js';
+import { MountTable } from './mounts.js';
+import { Pipeline, type PipelineResult } from './pipeline.js';
+import type { Request } from './request.js';
+import { Router } from './router.js';
+import { SealManager, type AutoUnseal, type SealStatus } from './seal/index.js';
+import type { Storage } from './storage/index.js';
+
+export interface CoreConfig {
+  storage: Storage;
+  logger: Logger;
+  autoUnseal?: AutoUnseal | null;
+  /** Token TTL when none is asked for (seconds). Vault's default: 768h. */
+  defaultTtl?: number;
+  /** Longest TTL any token may have (seconds). */
+  maxTtl?: number;
+  /** How often expired tokens are swept (ms). */
+  sweepIntervalMs?: number;
+}
+
+export interface InitResult {
+  keys: Buffer[];
+  rootToken: string;
+}
+
+/**
+ * One Aegis server's kernel: storage → barrier → seal, the router with its mounts, tokens, policies, audit and
+ * the pipeline. Built from its dependencies so tests make a real one in a temp dir in one line.
+ */
+export class Core {
+  readonly storage: Storage;
+  readonly barrier: Barrier;
+  readonly seal: SealManager;
+  readonly router = new Router();
+  readonly mounts: MountTable;
+  readonly tokens: TokenStore;
+  readonly engine = new PolicyEngine();
+  readonly policies: PolicyStore;
+  readonly audit: AuditBroker;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly pipeline: Pipeline;
+  readonly defaultTtl: number;
+  readonly maxTtl: number;
+  private sweeper: NodeJS.Timeout | null = null;
+  private readonly sweepIntervalMs: number;
+  private readonly autoUnseal: AutoUnseal | null;
+
+  constructor(cfg: CoreConfig) {
+    this.storage = cfg.storage;
+    this.logger = cfg.logger;
+    this.autoUnseal = cfg.autoUnseal ?? null;
+    this.defaultTtl = cfg.defaultTtl ?? 768 * 3600;
+    this.maxTtl = cfg.maxTtl ?? 768 * 3600;
+    this.sweepIntervalMs = cfg.sweepIntervalMs ?? 60_000;
+    this.barrier = new Barrier(this.storage);
+    this.seal = new SealManager(this.storage, this.barrier, this.autoUnseal);
+    this.mounts = new MountTable(this.barrier, this.router);
+    this.tokens = new TokenStore(this.barrier);
+    this.policies = new PolicyStore(this.barrier, this.engine, (onChange) => this.storage.subscribe((cs) => cs.forEach((c) => onChange(c.key))));
+    this.metrics = new Metrics({ sealed: () => this.barrier.sealed, tokens: () => (this.barrier.sealed ? 0 : this.tokens.tokenCount) });
+    this.audit = new AuditBroker(this.barrier, this.logger, (device) => this.metrics.auditFailures.inc({ device }));
+    this.pipeline = new Pipeline({
+      router: this.router, tokens: this.tokens, engine: this.engine, audit: this.audit, metrics: this.metrics,
+      isSealed: () => this.barrier.sealed,
+    });
+    this.mounts.register('kv', createKvBackend);
+    const builtin = { uuid: '', description: '', options: {}, builtin: true };
+    this.router.add({ ...builtin, path: 'sys/', type: 'system', description: 'system endpoints' }, createSysBackend(this), this.barrier);
+    this.router.add(
+      { ...builtin, path: 'auth/token/', type: 'token', description: 'token based credentials' },
+      createTokenBackend({ tokens: this.tokens, engine: this.engine, defaultTtl: this.defaultTtl, maxTtl: this.maxTtl }),
+      this.barrier,
+    );
+  }
+
+  /** Reads the seal state and, when an auto-unseal key is configured, unseals. */
+  async start(): Promise<void> {
+    await this.seal.load();
+    if (this.seal.initialized && this.autoUnseal && (await this.seal.autoUnseal())) await this.afterUnseal();
+  }
+
+  handle(req: Request): Promise<PipelineResult> {
+    return this.pipeline.handle(req);
+  }
+
+  sealStatus(): SealStatus {
+    return this.seal.status();
+  }
+
+  async initialize(shares: number, threshold: number, rootTokenId?: string): Promise<InitResult> {
+    const keys = await this.seal.initialize(shares, threshold);
+    await this.afterUnseal();
+    await this.mounts.enable('secret/', 'kv', 'key/value secret storage', { version: '2' });
+    const root = await this.tokens.create({
+      id: rootTokenId, policies: ['root'], parent: null, ttl: 0, explicitMaxTtl: 0, numUses: 0, renewable: false,
+      displayName: 'root', path: 'auth/token/root',
+    });
+    this.logger.info({ shares, threshold, autoUnseal: this.autoUnseal?.type ?? null }, 'Aegis initialized');
+    if (!this.autoUnseal) await this.sealNow();
+    return { keys, rootToken: root.token };
+  }
+
+  /** Submits one unseal share; returns the seal status afterwards. */
+  async submitUnsealKey(key: string): Promise<SealStatus> {
+    if (await this.seal.submitShare(key)) await this.afterUnseal();
+    return this.seal.status();
+  }
+
+  async sealNow(): Promise<void> {
+    if (this.barrier.sealed) return;
+    await this.beforeSeal();
+    this.seal.seal();
+    this.logger.info('Aegis sealed');
+  }
+
+  async stop(): Promise<void> {
+    await this.sealNow();
+    await this.storage.close();
+  }
+
+  private async afterUnseal(): Promise<void> {
+    try {
+      await this.tokens.setup();
+      await this.policies.setup();
+      await this.audit.setup();
+      await this.mounts.setup();
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'setup after unseal failed; sealing again');
+      await this.beforeSeal();
+      this.seal.seal();
+      throw err;
+    }
+    this.sweeper = setInterval(() => {
+      this.tokens.sweepExpired().catch((err) => this.logger.warn({ err: (err as Error).message }, 'token expiry sweep failed'));
+    }, this.sweepIntervalMs);
+    this.sweeper.unref();
+    this.logger.info({ storage: this.storage.name, keyTerm: this.barrier.keyStatus().term }, 'Aegis unsealed');
+  }
+
+  private async beforeSeal(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
+    await this.mounts.teardown();
+    this.audit.teardown();
+    this.policies.teardown();
+    this.tokens.teardown();
+  }
+}

@@ -1,0 +1,172 @@
+import type { AuditBroker } from '../audit/broker.js';
+import type { AuditRecord } from '../audit/entry.js';
+import { toCaller, type TokenStore } from '../auth/token/store.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import {
+  AegisError, BadRequestError, NotFoundError, PermissionDeniedError, SealedError, UnsupportedOperationError, toClientError,
+} from './errors.js';
+import { parseFields } from './fields.js';
+import { validatePath } from './path.js';
+import type { Action, Caller, HandlerContext, Operation, Request, Response, Route } from './request.js';
+import type { RouteMatch, Router } from './router.js';
+
+export interface PipelineDeps {
+  router: Router;
+  tokens: TokenStore;
+  engine: PolicyEngine;
+  audit: AuditBroker;
+  metrics: Metrics;
+  isSealed(): boolean;
+}
+
+export interface PipelineResult {
+  status: number;
+  response: Response | null;
+  error: AegisError | null;
+}
+
+const MAX_DATA_DEPTH = 32;
+
+function actionFor(op: Operation): Action {
+  return op === 'patch' ? 'update' : op;
+}
+
+/**
+ * The one path every API call takes: validate → route → authn → authz (Cedar, default deny) → audit(request)
+ * → engine → audit(response). Only routes marked `unauthenticated` (seal status, health, init, unseal) skip
+ * authn, authz and audit; a test enumerates every route to hold that line.
+ */
+export class Pipeline {
+  constructor(private readonly d: PipelineDeps) {}
+
+  async handle(req: Request): Promise<PipelineResult> {
+    const started = process.hrtime.bigint();
+    let routeLabel = 'unmatched';
+    let result: PipelineResult;
+    try {
+      validatePath(req.path);
+      checkDepth(req.data);
+      const match = this.d.router.match(req.path);
+      if (match?.compiled) routeLabel = match.mounted.entry.path + match.compiled.route.pattern;
+      if (match?.compiled?.route.unauthenticated) {
+        result = await this.exempt(req, match);
+      } else {
+        if (this.d.isSealed()) throw new SealedError();
+        result = await this.authorized(req, match);
+      }
+    } catch (err) {
+      const e = toClientError(err);
+      result = { status: e.status, response: null, error: e };
+    }
+    this.d.metrics.observe(routeLabel, result.status, Number(process.hrtime.bigint() - started) / 1e9);
+    return result;
+  }
+
+  private async exempt(req: Request, match: RouteMatch): Promise<PipelineResult> {
+    const { route } = match.compiled!;
+    const handler = handlerFor(route, req.operation);
+    if (!handler) throw new UnsupportedOperationError(`unsupported operation: ${req.operation} on ${req.path}`);
+    const { fields } = parseFields(route.fields ?? {}, req.data);
+    const res = (await handler({ req, params: match.params, fields, store: match.mounted.store, relPath: match.relPath, mountPath: match.mounted.entry.path, caller: null })) ?? null;
+    return { status: statusOf(res), response: res, error: null };
+  }
+
+  private async authorized(req: Request, match: RouteMatch | null): Promise<PipelineResult> {
+    const route = match?.compiled?.route ?? null;
+    const plain = new Set(route?.auditPlain ?? []);
+    let caller: Caller | null = null;
+    const record = (extra: Partial<AuditRecord>): AuditRecord => ({ type: 'request', req, caller, plain, mountType: match?.mounted.entry.type, ...extra });
+
+    // authn
+    if (!req.token) return this.deny(record({}), new PermissionDeniedError('permission denied: missing client token; send it in the X-Vault-Token header'));
+    const found = await this.d.tokens.lookup(req.token);
+    if (!found) return this.deny(record({}), new PermissionDeniedError('permission denied: invalid token (unknown, expired or revoked)'));
+    caller = toCaller(req.token, found.hash, found.entry);
+
+    // Field validation before the existence check and engine: a malformed request is refused the same way for all.
+    let fields: Record<string, unknown> = {};
+    let warnings: string[] = [];
+    const handler = route ? handlerFor(route, req.operation) : null;
+    const ctx = (): HandlerContext => ({ req, params: match!.params, fields, store: match!.mounted.store, relPath: match!.relPath, mountPath: match!.mounted.entry.path, caller });
+
+    // create vs update is decided by the route's existence check (Vault's ExistenceCheck).
+    let op = req.operation;
+    if (op === 'create' || op === 'update') {
+      op = 'update';
+      if (route?.exists && handler) {
+        const parsed = parseFields(route.fields ?? {}, req.data);
+        fields = parsed.fields;
+        op = (await route.exists(ctx())) ? 'update' : 'create';
+      }
+    }
+
+    // authz: one Cedar decision, plus `sudo` on root-protected paths.
+    const action = actionFor(op);
+    const decision = this.d.engine.decide(caller, action, req.path, req.client.address);
+    if (!decision.allowed) return this.deny(record({}), new PermissionDeniedError(decision.reason));
+    if (route?.sudo) {
+      const sudo = this.d.engine.decide(caller, 'sudo', req.path, req.client.address);
+      if (!sudo.allowed) return this.deny(record({}), new PermissionDeniedError(`permission denied: ${req.path} also needs the sudo action (${sudo.reason.replace(/^permission denied: /, '')})`));
+    }
+    if (!match?.compiled) return this.deny(record({}), new NotFoundError(`no handler for route "${req.path}": nothing is mounted there or the engine has no such path`));
+    if (!handler) return this.deny(record({}), new UnsupportedOperationError(`unsupported operation: ${req.operation} is not available on ${req.path}`));
+
+    // Limited-use tokens: take one use now, atomically; the last use revokes the token.
+    if (found.entry.numUses > 0 && !(await this.d.tokens.use(found.hash, found.entry, found.version))) {
+      return this.deny(record({}), new PermissionDeniedError('permission denied: invalid token (its uses are exhausted)'));
+    }
+
+    try {
+      const parsed = parseFields(route!.fields ?? {}, req.data);
+      fields = parsed.fields;
+      if (parsed.unknown.length > 0 && !route!.openFields) warnings = [`ignored unknown parameters: ${parsed.unknown.sort().join(', ')}`];
+    } catch (err) {
+      return this.deny(record({}), toClientError(err));
+    }
+
+    // audit(request): nothing runs if no device can record it.
+    this.d.audit.log(record({}));
+
+    let res: Response | null;
+    try {
+      res = (await handler(ctx())) ?? null;
+    } catch (err) {
+      const e = toClientError(err);
+      this.d.audit.log(record({ type: 'response', status: e.status, error: e.message }));
+      return { status: e.status, response: null, error: e };
+    }
+    if (res && warnings.length > 0) res.warnings = [...(res.warnings ?? []), ...warnings];
+    const status = statusOf(res);
+    this.d.audit.log(record({ type: 'response', status, response: res ?? undefined }));
+    return { status, response: res, error: null };
+  }
+
+  /** Refusals are audited too (they are what detection looks for), then reported. */
+  private deny(rec: AuditRecord, err: AegisError): PipelineResult {
+    this.d.audit.log({ ...rec, error: err.message });
+    return { status: err.status, response: null, error: err };
+  }
+}
+
+function handlerFor(route: Route, op: Operation) {
+  const ops = route.operations;
+  if (op === 'create') return ops.create ?? ops.update;
+  if (op === 'update') return ops.update ?? ops.create;
+  return ops[op];
+}
+
+function statusOf(res: Response | null): number {
+  if (res?.status) return res.status;
+  return res && (res.data || res.auth || res.raw || res.bare || res.warnings?.length) ? 200 : 204;
+}
+
+function checkDepth(data: unknown): void {
+  const stack: [unknown, number][] = [[data, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > MAX_DATA_DEPTH) throw new BadRequestError(`request body is nested deeper than ${MAX_DATA_DEPTH} levels`);
+    for (const child of Object.values(v as object)) stack.push([child, depth + 1]);
+  }
+}

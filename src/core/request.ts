@@ -1,0 +1,112 @@
+import type { SecureStore } from './barrier/index.js';
+import type { FieldSpecs } from './fields.js';
+
+/** What a client asks for; derived from the HTTP method (and `?list=true` / the LIST verb). */
+export type Operation = 'read' | 'list' | 'create' | 'update' | 'patch' | 'delete';
+
+/** What a policy grants (the Cedar actions of the Aegis schema). `patch` is authorized as `update`. */
+export type Action = 'read' | 'create' | 'update' | 'delete' | 'list' | 'sudo';
+export const ACTIONS: readonly Action[] = ['read', 'create', 'update', 'delete', 'list', 'sudo'];
+
+export interface ClientInfo {
+  address: string;
+}
+
+/** One API call, whatever the transport: the unit the pipeline authenticates, authorizes and audits. */
+export interface Request {
+  id: string;
+  operation: Operation;
+  /** Normalised, no leading slash; a trailing slash is kept (listing paths end with one). */
+  path: string;
+  data: Record<string, unknown>;
+  token: string | null;
+  client: ClientInfo;
+  /** Requested response wrapping TTL in seconds (X-Vault-Wrap-TTL), when any. */
+  wrapTTL?: number;
+}
+
+/** The authenticated caller, as the pipeline resolved it from the token. */
+export interface Caller {
+  /** HMAC of the token: the storage identity of the token, never the token itself. */
+  tokenHash: string;
+  accessor: string;
+  policies: string[];
+  displayName: string;
+  meta: Record<string, string>;
+  orphan: boolean;
+  /** The token's own ID, only for handlers that must return or revoke it (e.g. revoke-self). */
+  token: string;
+  expireTime: number | null;
+  entityId: string;
+}
+
+export interface AuthResult {
+  client_token: string;
+  accessor: string;
+  policies: string[];
+  token_policies: string[];
+  metadata: Record<string, string> | null;
+  lease_duration: number;
+  renewable: boolean;
+  entity_id: string;
+  token_type: 'service';
+  orphan: boolean;
+  num_uses: number;
+}
+
+export interface Response {
+  /** Defaults to 200 with a body, 204 without one. */
+  status?: number;
+  data?: Record<string, unknown> | null;
+  auth?: AuthResult;
+  warnings?: string[];
+  /** A body that is not Vault's JSON envelope (Prometheus text, raw JSON like health). */
+  raw?: { contentType: string; body: string | Buffer };
+  /** Response with these top-level fields verbatim instead of the envelope (sys/health, sys/init, seal-status). */
+  bare?: Record<string, unknown>;
+  headers?: Record<string, string>;
+}
+
+export interface HandlerContext {
+  req: Request;
+  /** Named segments of the route pattern. */
+  params: Record<string, string>;
+  /** Validated, typed fields (see the route's `fields`). */
+  fields: Record<string, unknown>;
+  /** The mount's private storage. */
+  store: SecureStore;
+  /** The path under the mount. */
+  relPath: string;
+  mountPath: string;
+  caller: Caller | null;
+}
+
+export type Handler = (ctx: HandlerContext) => Promise<Response | void>;
+
+export interface Route {
+  /** Relative to the mount: literal segments, `:name` (one segment), `:name*` (the rest, may be empty), `:name+` (the rest, non-empty). */
+  pattern: string;
+  summary: string;
+  fields?: FieldSpecs;
+  operations: Partial<Record<Operation, Handler>>;
+  /** Also needs the `sudo` action (Vault's root-protected paths). */
+  sudo?: boolean;
+  /** Answers without a token and without audit; only seal/health endpoints may set this. */
+  unauthenticated?: boolean;
+  /** Decides create vs update for writes (Vault's ExistenceCheck). Without it a write is `update`. */
+  exists?: (ctx: HandlerContext) => Promise<boolean>;
+  /** Request/response fields logged in clear by audit; every other string value is HMACed. */
+  auditPlain?: readonly string[];
+  /** Accept fields not declared (they reach the handler in `ctx.req.data`). */
+  openFields?: boolean;
+}
+
+/** A secrets engine or auth method: a route table over its own storage, mounted at a path. */
+export interface Backend {
+  readonly type: string;
+  readonly routes: readonly Route[];
+  /** Called after unseal (or when mounted); may load state into memory. */
+  setup?(): Promise<void>;
+  /** Called before seal or unmount. */
+  teardown?(): Promise<void> | void;
+}

@@ -1,0 +1,1 @@
+export { createKvBackend } from './kv/index.js';
