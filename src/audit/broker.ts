@@ -3,7 +3,7 @@ import type { SecureStore } from '../core/barrier/index.js';
 import { AuditFailedError, BadRequestError, NotFoundError } from '../core/errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import { chainLine, type ChainState } from './chain.js';
-import { formatRecord, type AuditRecord } from './entry.js';
+import { formatRecord, type AuditRecord, type HmacMemo } from './entry.js';
 import { FileSink } from './file-sink.js';
 import { hmacValue } from './hmac.js';
 import type { AuditSink } from './sink.js';
@@ -23,6 +23,7 @@ interface Device {
   chain: ChainState;
   /** Could not be opened at unseal; retried on reopen (SIGHUP). */
   broken?: boolean;
+  memo: HmacMemo;
 }
 
 const CONFIG_KEY = 'core/audit';
@@ -62,7 +63,7 @@ export class AuditBroker {
       } catch (err) {
         // A device that cannot open now is reported; if it was the only one, requests fail closed until it is fixed.
         this.logger.error({ device: config.name, err: (err as Error).message }, 'audit device could not be opened');
-        this.devices.set(config.name, { config, sink: brokenSink(config, (err as Error).message), key: Buffer.alloc(32), chain: { seq: 0, hash: '' }, broken: true });
+        this.devices.set(config.name, { config, sink: brokenSink(config, (err as Error).message), key: Buffer.alloc(32), chain: { seq: 0, hash: '' }, broken: true, memo: new Map() });
       }
     }
   }
@@ -71,6 +72,7 @@ export class AuditBroker {
     for (const d of this.devices.values()) {
       d.sink.close();
       d.key.fill(0);
+      d.memo.clear();
     }
     this.devices.clear();
   }
@@ -86,6 +88,10 @@ export class AuditBroker {
   async enable(config: AuditDeviceConfig): Promise<void> {
     if (!NAME.test(config.name)) throw new BadRequestError('audit device name: letters, digits, "_" and "-", at most 64');
     if (this.devices.has(config.name)) throw new BadRequestError(`an audit device named "${config.name}" is already enabled`);
+    const path = config.type === 'file' ? (config.options.file_path ?? config.options.path) : undefined;
+    const sharing = path ? this.list().find((d) => d.type === 'file' && d.options.file_path === path) : undefined;
+    // Two chains interleaved in one file would make both unverifiable.
+    if (sharing) throw new BadRequestError(`audit device "${sharing.name}" already writes to ${path}: give each device its own file`);
     const device = await this.attach(config);
     const configs = [...this.list()];
     try {
@@ -102,7 +108,7 @@ export class AuditBroker {
     if (!d) throw new NotFoundError(`no audit device named "${name}"`);
     this.devices.delete(name);
     await this.store.put(CONFIG_KEY, this.list());
-    await this.store.delete(KEY_PREFIX + name);
+    // The HMAC key is kept: re-enabling the same name can still search (sys/audit-hash) the logs already written.
     d.sink.close();
   }
 
@@ -129,7 +135,7 @@ export class AuditBroker {
     let written = 0;
     for (const d of this.devices.values()) {
       try {
-        const { line, next } = chainLine(d.chain, formatRecord(record, d.key));
+        const { line, next } = chainLine(d.chain, formatRecord(record, d.key, d.memo));
         d.sink.write(line);
         d.chain = next;
         written++;
@@ -149,7 +155,7 @@ export class AuditBroker {
       key = randomBytes(32);
       await this.store.put(KEY_PREFIX + config.name, key);
     }
-    const device: Device = { config: normalised, sink, key, chain: sink.resume };
+    const device: Device = { config: normalised, sink, key, chain: sink.resume, memo: new Map() };
     this.devices.set(config.name, device);
     return device;
   }

@@ -13,18 +13,35 @@ export interface AuditRecord {
   response?: Response;
 }
 
+/** Per-device memo of the HMACs of authenticated callers' tokens and accessors (keyed by token HMAC, never by token). */
+export type HmacMemo = Map<string, string>;
+const MEMO_MAX = 10_000;
+
+function memoized(memo: HmacMemo | undefined, id: string, compute: () => string): string {
+  if (!memo) return compute();
+  let v = memo.get(id);
+  if (v === undefined) {
+    if (memo.size >= MEMO_MAX) memo.clear();
+    v = compute();
+    memo.set(id, v);
+  }
+  return v;
+}
+
 /** The logged form of a record under one device's HMAC key: tokens, accessors and values only as HMACs. */
-export function formatRecord(r: AuditRecord, key: Buffer): Record<string, unknown> {
+export function formatRecord(r: AuditRecord, key: Buffer, memo?: HmacMemo): Record<string, unknown> {
+  const c = r.caller;
+  const tokenHmac = c ? memoized(memo, `t${c.tokenHash}`, () => hmacValue(key, c.token)) : null;
   const entry: Record<string, unknown> = {
     time: new Date().toISOString(),
     type: r.type,
-    auth: r.caller ? callerAuth(r.caller, key) : null,
+    auth: c ? callerAuth(c, tokenHmac!, memoized(memo, `a${c.tokenHash}`, () => hmacValue(key, c.accessor)), key) : null,
     request: {
       id: r.req.id,
       operation: r.req.operation,
       path: r.req.path,
       mount_type: r.mountType ?? null,
-      client_token: r.req.token ? hmacValue(key, r.req.token) : null,
+      client_token: r.req.token ? (c && r.req.token === c.token ? tokenHmac : hmacValue(key, r.req.token)) : null,
       remote_address: r.req.client.address,
       data: redact(key, r.req.data, r.plain),
       wrap_ttl: r.req.wrapTTL ?? null,
@@ -43,10 +60,10 @@ export function formatRecord(r: AuditRecord, key: Buffer): Record<string, unknow
   return entry;
 }
 
-function callerAuth(c: Caller, key: Buffer): Record<string, unknown> {
+function callerAuth(c: Caller, tokenHmac: string, accessorHmac: string, key: Buffer): Record<string, unknown> {
   return {
-    client_token: hmacValue(key, c.token),
-    accessor: hmacValue(key, c.accessor),
+    client_token: tokenHmac,
+    accessor: accessorHmac,
     display_name: c.displayName,
     policies: c.policies,
     metadata: redact(key, c.meta),

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { BadRequestError } from '../core/errors.js';
 import { GENESIS, parseLine, type ChainState } from './chain.js';
@@ -9,11 +9,16 @@ export class FileSink implements AuditSink {
   readonly type = 'file';
   readonly resume: ChainState;
   private fd: number;
+  /** The last write stopped mid-line. */
+  private torn = false;
 
   constructor(readonly path: string, private readonly mode = 0o600) {
     if (!isAbsolute(path)) throw new BadRequestError(`audit file_path must be absolute: ${path}`);
     try {
       this.fd = openSync(path, 'a+', mode);
+      // An existing file keeps the mode it had; the log holds HMACs and metadata, so tighten it to ours
+      // (regular files only: never change the mode of a device or pipe).
+      if (fstatSync(this.fd).isFile()) fchmodSync(this.fd, mode);
     } catch (err) {
       throw new BadRequestError(`audit file ${path} cannot be opened for appending: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
     }
@@ -24,7 +29,21 @@ export class FileSink implements AuditSink {
   }
 
   write(line: string): void {
-    writeSync(this.fd, line);
+    // writeSync can write part of the line without throwing (disk full, file size limit): finish the line or fail,
+    // never report half an entry as written. After a torn write the next entry starts on a new line.
+    const buf = Buffer.from(this.torn ? `\n${line}` : line);
+    let off = 0;
+    try {
+      while (off < buf.length) {
+        const n = writeSync(this.fd, buf, off);
+        if (n <= 0) throw new Error(`audit file ${this.path}: write made no progress`);
+        off += n;
+      }
+    } catch (err) {
+      if (off > 0) this.torn = buf[off - 1] !== 0x0a;
+      throw err;
+    }
+    this.torn = false;
   }
 
   reopen(): void {

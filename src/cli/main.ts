@@ -15,6 +15,7 @@ export function buildProgram(): Command {
   const program = new Command('aegis')
     .description('Aegis: identity, secrets, policy and audit for zero-trust systems.\nEnvironment: AEGIS_ADDR (default https://127.0.0.1:8200), AEGIS_TOKEN, AEGIS_CACERT.')
     .version(AEGIS_VERSION)
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerServer(program);

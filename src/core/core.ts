@@ -63,8 +63,9 @@ export class Core {
     this.barrier = new Barrier(this.storage);
     this.seal = new SealManager(this.storage, this.barrier, this.autoUnseal);
     this.mounts = new MountTable(this.barrier, this.router);
-    this.tokens = new TokenStore(this.barrier);
-    this.policies = new PolicyStore(this.barrier, this.engine, (onChange) => this.storage.subscribe((cs) => cs.forEach((c) => onChange(c.key))));
+    const onStorageChange = (onChange: (key: string) => void) => this.storage.subscribe((cs) => cs.forEach((c) => onChange(c.key)));
+    this.tokens = new TokenStore(this.barrier, onStorageChange);
+    this.policies = new PolicyStore(this.barrier, this.engine, onStorageChange);
     this.metrics = new Metrics({ sealed: () => this.barrier.sealed, tokens: () => (this.barrier.sealed ? 0 : this.tokens.tokenCount) });
     this.audit = new AuditBroker(this.barrier, this.logger, (device) => this.metrics.auditFailures.inc({ device }));
     this.pipeline = new Pipeline({

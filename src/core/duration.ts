@@ -27,11 +27,13 @@ export function parseDuration(value: unknown, field = 'duration'): number {
   return Math.ceil(total);
 }
 
-/** Formats seconds the way Vault's CLI does (`1h30m`, `45s`, `0s`). */
+/** Formats seconds as Go's time.Duration does, which is what Vault returns (`1h0m0s`, `1m30s`, `45s`, `0s`). */
 export function formatDuration(seconds: number): string {
   if (seconds <= 0) return '0s';
   const h = Math.floor(seconds / 3600);
   const m = Math.floor((seconds % 3600) / 60);
   const s = seconds % 60;
-  return `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${s ? `${s}s` : ''}`;
+  if (h > 0) return `${h}h${m}m${s}s`;
+  if (m > 0) return `${m}m${s}s`;
+  return `${s}s`;
 }

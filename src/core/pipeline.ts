@@ -27,6 +27,7 @@ export interface PipelineResult {
 }
 
 const MAX_DATA_DEPTH = 32;
+const NO_PLAIN: ReadonlySet<string> = new Set();
 
 function actionFor(op: Operation): Action {
   return op === 'patch' ? 'update' : op;
@@ -45,8 +46,7 @@ export class Pipeline {
     let routeLabel = 'unmatched';
     let result: PipelineResult;
     try {
-      validatePath(req.path);
-      checkDepth(req.data);
+      this.validate(req);
       const match = this.d.router.match(req.path);
       if (match?.compiled) routeLabel = match.mounted.entry.path + match.compiled.route.pattern;
       if (match?.compiled?.route.unauthenticated) {
@@ -61,6 +61,20 @@ export class Pipeline {
     }
     this.d.metrics.observe(routeLabel, result.status, Number(process.hrtime.bigint() - started) / 1e9);
     return result;
+  }
+
+  /** Malformed requests are refused before routing; they are audited (when unsealed) because probing shows up as them. */
+  private validate(req: Request): void {
+    try {
+      validatePath(req.path);
+      checkDepth(req.data);
+    } catch (err) {
+      if (!this.d.isSealed()) {
+        const e = toClientError(err);
+        this.d.audit.log({ type: 'request', req: { ...req, data: {} }, caller: null, plain: NO_PLAIN, error: e.message });
+      }
+      throw err;
+    }
   }
 
   private async exempt(req: Request, match: RouteMatch): Promise<PipelineResult> {
@@ -142,9 +156,10 @@ export class Pipeline {
     return { status, response: res, error: null };
   }
 
-  /** Refusals are audited too (they are what detection looks for), then reported. */
+  /** Refusals are audited too, request and response (they are what detection looks for), then reported. */
   private deny(rec: AuditRecord, err: AegisError): PipelineResult {
     this.d.audit.log({ ...rec, error: err.message });
+    this.d.audit.log({ ...rec, type: 'response', status: err.status, error: err.message });
     return { status: err.status, response: null, error: err };
   }
 }

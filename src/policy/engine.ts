@@ -1,5 +1,12 @@
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { isIP } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+// V8 11.3 (Node 20) aborts the process ("Fatal error: unreachable code" in Deoptimizer::DoComputeBuiltinContinuation)
+// when a function whose JS->Wasm call wrapper TurboFan inlined is lazily deoptimized during the Cedar call: it
+// happened after ~20,000 uncached decisions. Not inlining those wrappers avoids the bad path. The flag only has to
+// be set before a caller of the Wasm module is optimized, which this module's evaluation always precedes.
+// test/policy/engine-stability.test.ts fails without it.
+setFlagsFromString('--no-turbo-inline-js-wasm-calls');
 import type { Action } from '../core/request.js';
 import { BadRequestError } from '../core/errors.js';
 import { API_SCHEMA } from './schema.js';
@@ -155,13 +162,14 @@ export function pathEntity(path: string): cedar.EntityJson {
   const parents: cedar.EntityUidJson[] = [];
   const tags: Record<string, string> = {};
   let prefix = '';
-  segments.forEach((s, i) => {
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i]!;
     tags[String(i)] = s;
     if (i < segments.length - 1 || path.endsWith('/')) {
       prefix += `${s}/`;
       if (prefix !== path) parents.push({ type: 'Aegis::Path', id: prefix });
     }
-  });
+  }
   return { uid: { type: 'Aegis::Path', id: path }, attrs: { path, depth: segments.length }, parents, tags };
 }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Core } from '../core/core.js';
 import type { PipelineResult } from '../core/pipeline.js';
@@ -47,7 +48,14 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
     requestIdHeader: false,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 4096 },
+    // Errors fastify raises before routing (bad percent-encoding in the URL): the same {"errors": [...]} format.
+    frameworkErrors: (err, _req, reply) => {
+      const [status, message] = err.code === 'FST_ERR_BAD_URL' ? [400, 'invalid path: bad percent-encoding']
+        : err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? [400, 'invalid path: too long'] : [500, 'internal error'];
+      (reply as FastifyReply).code(status).type('application/json').send(errorBody([message]));
+    },
     serverFactory: (handler) => makeServer(handler, opts),
+    clientErrorHandler,
   });
 
   app.removeAllContentTypeParsers();
@@ -100,6 +108,23 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
   return app;
 }
 
+/**
+ * Requests Node's HTTP parser refuses (a method it does not know, such as LIST after a chunked body, or a malformed
+ * head): answered in the API's error format and with `Connection: close`, because the connection is closed right
+ * after; without that header a keep-alive client reuses the dead connection and its next request fails.
+ */
+function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, message] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout', 'request timed out']
+    : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large', 'request headers are too large']
+      : [400, 'Bad Request', err.code === 'HPE_INVALID_METHOD' ? `malformed HTTP request: unknown method; use ${SUPPORTED_METHODS}` : 'malformed HTTP request'];
+  const body = errorBody([message]);
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(err);
+}
+
 function makeServer(handler: (req: IncomingMessage, res: ServerResponse) => void, opts: HttpApiOptions): Server {
   const server: Server = opts.tls
     ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS, honorCipherOrder: true, ALPNProtocols: ['http/1.1'] }, handler)
@@ -121,7 +146,8 @@ function parseJsonBody(body: Buffer): Record<string, unknown> {
   const text = body.toString('utf8');
   let value: unknown;
   try {
-    value = text.includes('__proto__') || text.includes('constructor')
+    // A key can also be spelled with \u escapes ("\u005f_proto__"), so any escape means the careful parse too.
+    value = text.includes('__proto__') || text.includes('constructor') || text.includes('\\u')
       ? JSON.parse(text, (k, v) => {
         if (k === '__proto__' || (k === 'prototype' && v && typeof v === 'object')) throw new HttpError(400, 'request body must not contain __proto__ or prototype keys');
         return v;

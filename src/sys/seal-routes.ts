@@ -8,8 +8,10 @@ function healthCode(core: Core, q: Record<string, unknown>): number {
   const s = core.sealStatus();
   const code = (name: string, dflt: number) => {
     const v = q[name];
-    const n = typeof v === 'string' && /^\d{3}$/.test(v) ? Number(v) : dflt;
-    return n;
+    if (v === undefined) return dflt;
+    // Only a final status a response can carry: 1xx would break the connection, > 599 fails in the HTTP layer (500).
+    if (typeof v !== 'string' || !/^[2-5]\d\d$/.test(v)) throw new BadRequestError(`${name} must be an HTTP status code from 200 to 599`);
+    return Number(v);
   };
   if (!s.initialized) return code('uninitcode', 501);
   if (s.sealed) return code('sealedcode', 503);

@@ -90,6 +90,7 @@ export function createTokenBackend(cfg: TokenBackendConfig): Backend {
       numUses: f.num_uses as number,
       renewable: f.renewable as boolean,
       path: ctx.req.path,
+      maxTtl: cfg.maxTtl,
     });
     return { auth: authResult(token, entry), ...(warnings.length ? { warnings } : {}) };
   }

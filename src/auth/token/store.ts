@@ -41,6 +41,8 @@ export interface CreateTokenInput {
   numUses: number;
   renewable: boolean;
   path: string;
+  /** Seconds from creation beyond which renewal cannot go when there is no explicit max (the system max TTL); defaults to `ttl`. */
+  maxTtl?: number;
 }
 
 const P = {
@@ -51,12 +53,22 @@ const P = {
 } as const;
 
 const MAX_REVOKE_DEPTH = 1000;
+const CACHE_MAX = 10_000;
 
 export class TokenStore {
   private key: Buffer | null = null;
   private count = 0;
+  /**
+   * Live entries by token HMAC, so authentication usually costs no storage read. Every write under the token
+   * prefix, from this server or (through `subscribe`) another one, drops the entry it touched.
+   */
+  private readonly cache = new Map<string, { entry: TokenEntry; version: number }>();
+  private unsubscribe: (() => void) | null = null;
 
-  constructor(private readonly store: SecureStore) {}
+  constructor(
+    private readonly store: SecureStore,
+    private readonly subscribe: (onChange: (key: string) => void) => () => void = () => () => undefined,
+  ) {}
 
   /** Loads (or creates, on first unseal) the HMAC key. */
   async setup(): Promise<void> {
@@ -69,9 +81,15 @@ export class TokenStore {
       this.key = key;
     }
     this.count = (await this.store.list(P.id)).length;
+    this.unsubscribe = this.subscribe((key) => {
+      if (key.startsWith(P.id)) this.cache.delete(key.slice(P.id.length));
+    });
   }
 
   teardown(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.cache.clear();
     this.key?.fill(0);
     this.key = null;
   }
@@ -101,7 +119,7 @@ export class TokenStore {
       ttl: input.ttl,
       expireTime: input.ttl > 0 ? now + input.ttl * 1000 : null,
       explicitMaxTtl: input.explicitMaxTtl,
-      maxExpireTime: input.explicitMaxTtl > 0 ? now + input.explicitMaxTtl * 1000 : input.ttl > 0 ? now + input.ttl * 1000 : null,
+      maxExpireTime: input.explicitMaxTtl > 0 ? now + input.explicitMaxTtl * 1000 : input.ttl > 0 ? now + Math.max(input.ttl, input.maxTtl ?? 0) * 1000 : null,
       numUses: input.numUses,
       renewable: input.renewable && input.ttl > 0,
       path: input.path,
@@ -126,14 +144,21 @@ export class TokenStore {
 
   /** The live entry for a token (by its HMAC), or null when unknown, expired or revoked. */
   async lookupHash(hash: string): Promise<{ entry: TokenEntry; version: number } | null> {
-    const found = await this.store.getJson<TokenEntry>(P.id + hash);
-    if (!found) return null;
-    if (found.value.expireTime !== null && found.value.expireTime <= Date.now()) {
+    let found = this.cache.get(hash);
+    if (!found) {
+      const stored = await this.store.getJson<TokenEntry>(P.id + hash);
+      if (!stored) return null;
+      found = { entry: stored.value, version: stored.version };
+      if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(hash, found);
+    }
+    if (found.entry.expireTime !== null && found.entry.expireTime <= Date.now()) {
       // Expired: refuse now and clean up in the background (the sweeper would find it too).
+      this.cache.delete(hash);
       this.revoke(hash).catch(() => undefined);
       return null;
     }
-    return { entry: found.value, version: found.version };
+    return found;
   }
 
   async lookup(token: string): Promise<{ hash: string; entry: TokenEntry; version: number } | null> {
@@ -155,20 +180,27 @@ export class TokenStore {
    */
   async use(hash: string, entry: TokenEntry, version: number): Promise<boolean> {
     if (entry.numUses === 0) return true;
-    try {
-      if (entry.numUses === 1) {
-        await this.revoke(hash, { expectVersion: version });
-      } else {
-        await this.store.txn([
-          { type: 'check', key: P.id + hash, version },
-          { type: 'put', key: P.id + hash, value: { ...entry, numUses: entry.numUses - 1 } },
-        ]);
+    // A conflict means another request changed the entry first (took a use, renewed): take a use from what is
+    // stored now, until none is left. Each retry follows someone else's successful write, so this is bounded.
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      try {
+        if (entry.numUses === 1) {
+          await this.revoke(hash, { expectVersion: version });
+        } else {
+          await this.store.txn([
+            { type: 'check', key: P.id + hash, version },
+            { type: 'put', key: P.id + hash, value: { ...entry, numUses: entry.numUses - 1 } },
+          ]);
+        }
+        return true;
+      } catch (err) {
+        if (!(err instanceof TxnConflictError)) throw err;
       }
-      return true;
-    } catch (err) {
-      if (err instanceof TxnConflictError) return false;
-      throw err;
+      const now = await this.lookupHash(hash);
+      if (!now || now.entry.numUses === 0) return false;
+      ({ entry, version } = now);
     }
+    return false;
   }
 
   /** Extends the token's life by `increment` seconds (or its original TTL), never beyond its max. */

@@ -23,6 +23,9 @@ export interface ReadResult {
 type Mutation = { meta: KeyMetadata; ops: SecureTxnOp[] } | null;
 
 export class KvStore {
+  /** Per-key tail of the in-process mutation queue (see mutate). */
+  private readonly queues = new Map<string, Promise<unknown>>();
+
   constructor(private readonly store: SecureStore) {}
 
   async config(): Promise<KvConfig> {
@@ -80,7 +83,7 @@ export class KvStore {
 
   /** Soft-deletes versions (the current one when `versions` is null). Missing versions are ignored, as in Vault. */
   async softDelete(key: string, versions: number[] | null): Promise<void> {
-    await this.mutate(key, (m) => {
+    await this.ifExists(key, (m) => {
       if (!m) return null;
       const targets = versions ?? [m.current_version];
       const now = new Date().toISOString();
@@ -92,19 +95,22 @@ export class KvStore {
     });
   }
 
+  /** Restores versions; under delete_version_after they get a fresh deletion time from now, as in Vault. */
   async undelete(key: string, versions: number[]): Promise<void> {
-    await this.mutate(key, (m) => {
+    const cfg = await this.config();
+    await this.ifExists(key, (m) => {
       if (!m) return null;
+      const after = effectiveDeleteAfter(m, cfg);
       for (const n of versions) {
         const v = m.versions[String(n)];
-        if (v && !v.destroyed) v.deletion_time = '';
+        if (v && !v.destroyed) v.deletion_time = after > 0 ? new Date(Date.now() + after * 1000).toISOString() : '';
       }
       return { meta: m, ops: [] };
     });
   }
 
   async destroy(key: string, versions: number[]): Promise<void> {
-    await this.mutate(key, (m) => {
+    await this.ifExists(key, (m) => {
       if (!m) return null;
       const ops: SecureTxnOp[] = [];
       for (const n of versions) {
@@ -139,7 +145,8 @@ export class KvStore {
         await this.store.txn(ops);
         return;
       } catch (err) {
-        if (!(err instanceof TxnConflictError) || attempt >= MAX_RETRIES) throw err;
+        if (!(err instanceof TxnConflictError)) throw err;
+        if (attempt >= MAX_RETRIES) throw new ConflictError(`too many concurrent writes to ${key}; retry`);
       }
     }
   }
@@ -158,11 +165,30 @@ export class KvStore {
     return ops;
   }
 
+  /** Like mutate, but a missing key is not an error: Vault answers deletes of nothing with 204. */
+  private async ifExists(key: string, fn: (current: KeyMetadata | null) => Mutation): Promise<void> {
+    try {
+      await this.mutate(key, fn);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+  }
+
   /**
    * Read-modify-write of one key's metadata as a single transaction guarded by the metadata's version; retried
    * when another writer got there first, so concurrent writers never lose a version or reuse a number.
    */
-  private async mutate(key: string, fn: (current: KeyMetadata | null) => Mutation): Promise<KeyMetadata> {
+  private mutate(key: string, fn: (current: KeyMetadata | null) => Mutation): Promise<KeyMetadata> {
+    // Writers of one key in this process take turns, so they cannot exhaust each other's retries (N concurrent
+    // writers would otherwise need N-1 retries); the retries remain for writers in other processes.
+    const run = (this.queues.get(key) ?? Promise.resolve()).then(() => this.mutateOnce(key, fn));
+    const tail = run.catch(() => undefined);
+    this.queues.set(key, tail);
+    void tail.then(() => { if (this.queues.get(key) === tail) this.queues.delete(key); });
+    return run;
+  }
+
+  private async mutateOnce(key: string, fn: (current: KeyMetadata | null) => Mutation): Promise<KeyMetadata> {
     for (let attempt = 0; ; attempt++) {
       const found = await this.store.getJson<KeyMetadata>(META + key);
       const result = fn(found ? found.value : null);

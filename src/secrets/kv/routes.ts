@@ -1,3 +1,4 @@
+import { formatDuration } from '../../core/duration.js';
 import { BadRequestError, NotFoundError } from '../../core/errors.js';
 import type { FieldSpecs } from '../../core/fields.js';
 import type { HandlerContext, Response, Route } from '../../core/request.js';
@@ -53,6 +54,8 @@ function applyMetadataFields(m: KeyMetadata, f: Record<string, unknown>): void {
 function subkeys(value: unknown, depth: number, level = 1): unknown {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
   if (depth > 0 && level > depth) return null;
+  // A nested empty object is a leaf too (Vault: "empty maps and non-map values" become null); the secret itself stays {}.
+  if (level > 1 && Object.keys(value).length === 0) return null;
   return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, subkeys(v, depth, level + 1)]));
 }
 
@@ -74,7 +77,10 @@ export function kvRoutes(kv: KvStore): Route[] {
     if (!data) throw new BadRequestError('no data provided: send {"data": {...}}');
     let value = data;
     if (patch) {
-      const current = await kv.read(key, 0).catch(() => null);
+      const current = await kv.read(key, 0).catch((err) => {
+        if (err instanceof NotFoundError) return null;
+        throw err;
+      });
       if (!current || current.data === null) throw new NotFoundError(`no live version of ${key} to patch: write it first`);
       value = mergePatch(current.data, data) as Record<string, unknown>;
     }
@@ -91,7 +97,7 @@ export function kvRoutes(kv: KvStore): Route[] {
       operations: {
         read: async () => {
           const c = await kv.config();
-          return { data: { max_versions: c.max_versions, cas_required: c.cas_required, delete_version_after: `${c.delete_version_after}s` } };
+          return { data: { max_versions: c.max_versions, cas_required: c.cas_required, delete_version_after: formatDuration(c.delete_version_after) } };
         },
         update: async ({ fields: f }) => {
           const c = await kv.config();
