@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { after } from 'node:test';
 import { Core, SqliteStorage, type Operation, type Request } from '../../src/core/index.js';
 import { KeyFileUnseal } from '../../src/core/seal/index.js';
 import { createLogger } from '../../src/telemetry/index.js';
 import { tempDir } from './temp.js';
+import { onCleanup } from './cleanup.js';
 
 export interface TestCore {
   core: Core;
@@ -30,7 +30,7 @@ export async function makeCore(opts: { shares?: number; threshold?: number; auto
   if (core.barrier.sealed) {
     for (const k of init.keys.slice(0, opts.threshold ?? 1)) await core.submitUnsealKey(k.toString('hex'));
   }
-  after(() => core.stop());
+  onCleanup(() => core.stop());
   const call: TestCore['call'] = (op, path, data = {}, token = init.rootToken) => core.handle(request(op, path, data, token));
   return { core, dir, dbPath, rootToken: init.rootToken, keys: init.keys, call };
 }
