@@ -1,0 +1,75 @@
+// KV v2 over HTTPS with a file audit device on: reads, then writes, from 32 concurrent keep-alive clients,
+// and in the same run the raw better-sqlite3 point-read rate of the same rows (the storage anchor).
+// Prints one JSON line. Target on 2 cores: reads >= 5,000/s with p99 <= 5 ms.
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiClient } from '../src/cli/client.js';
+import { flag } from './lib/args.js';
+import { round } from './lib/load.js';
+import { load } from './lib/wrk.js';
+import { startServerProcess } from './lib/server-process.js';
+
+const SECONDS = flag('seconds', 10);
+const CLIENTS = flag('clients', 32);
+const KEYS = flag('keys', 1000);
+
+const dir = mkdtempSync(join(tmpdir(), 'aegis-bench-kv-'));
+const server = await startServerProcess(dir, {
+  data_dir: dir,
+  listener: { address: '127.0.0.1:0' },
+  rate_limit: { requests_per_second: 0 },
+  log_level: 'warn',
+});
+try {
+  const caFile = join(dir, 'tls/ca.pem');
+  const anon = new ApiClient({ address: server.address.origin, token: null, caCert: caFile });
+  const init = (await anon.ok('PUT', 'sys/init', { body: { secret_shares: 1, secret_threshold: 1 } })).body as { keys: string[]; root_token: string };
+  await anon.ok('PUT', 'sys/unseal', { body: { key: init.keys[0] } });
+  const api = new ApiClient({ address: server.address.origin, token: init.root_token, caCert: caFile });
+  await api.ok('PUT', 'sys/audit/file', { body: { type: 'file', options: { file_path: join(dir, 'audit.log') } } });
+
+  const value = { username: 'app', password: 'x'.repeat(48), url: 'postgres://db.internal:5432/app' };
+  for (let i = 0; i < KEYS; i++) await api.ok('PUT', `secret/data/bench/k${i}`, { body: { data: value } });
+
+  const headers = { 'x-vault-token': init.root_token };
+  const target = { base: server.address, ca: server.ca, clients: CLIENTS };
+  const readCalls = Array.from({ length: KEYS }, (_, i) => ({ method: 'GET', path: `/v1/secret/data/bench/k${(i * 7919) % KEYS}`, headers }));
+  const body = JSON.stringify({ data: value });
+  const writeCalls = Array.from({ length: KEYS }, (_, i) => ({ method: 'POST', path: `/v1/secret/data/bench/w${i}`, headers, body }));
+  // A short warm-up so the JIT has compiled the hot paths before anything is measured.
+  await load(target, 2, readCalls);
+  const reads = await load(target, SECONDS, readCalls);
+  const writes = process.argv.includes('--reads-only') ? null : await load(target, SECONDS, writeCalls);
+
+  // The anchor: the same rows read straight from the SQLite file, one point read at a time, on one core.
+  const db = new Database(join(dir, 'aegis.db'), { readonly: true });
+  const keys = (db.prepare("SELECT key FROM kv WHERE key LIKE 'logical/%/metadata/bench/k%' OR key LIKE 'logical/%/versions/%'").all() as { key: string }[]).map((r) => r.key);
+  const get = db.prepare('SELECT value FROM kv WHERE key = ?');
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < 2000) {
+    for (let j = 0; j < 1000; j++) get.get(keys[(n++ * 7919) % keys.length]!);
+  }
+  const sqliteReads = n / ((performance.now() - t0) / 1000);
+  db.close();
+
+  const line = {
+    bench: 'kv',
+    transport: 'https (TLS 1.3, keep-alive)',
+    audit: 'file device on',
+    clients: CLIENTS,
+    seconds: SECONDS,
+    reads,
+    writes,
+    anchor: { sqlite_point_reads_per_s: round(sqliteReads, 0), rows: keys.length },
+    ratio_reads_to_sqlite: round(reads.ops_per_s / sqliteReads, 4),
+    target: { reads_per_s: 5000, reads_p99_ms: 5 },
+    target_met: reads.ops_per_s >= 5000 && reads.p99_ms <= 5 && reads.errors === 0,
+  };
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+} finally {
+  await server.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
