@@ -1,6 +1,8 @@
 // KV v2 over HTTPS with a file audit device on: reads, then writes, from 32 concurrent keep-alive clients,
 // and in the same run the raw better-sqlite3 point-read rate of the same rows (the storage anchor).
 // Prints one JSON line. Target on 2 cores: reads >= 5,000/s with p99 <= 5 ms.
+// Flags: --seconds N (default 10), --clients N (32), --keys N (1000), --reads-only.
+// BENCH_SERVER_NODE_ARGS / BENCH_SERVER_WRAPPER / BENCH_SERVER_LOG profile or trace the server side (lib/server-process.ts).
 import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -17,9 +17,16 @@ export async function startServerProcess(dir: string, config: Record<string, unk
   writeFileSync(cfgPath, JSON.stringify(config));
   // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the server side of a run.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/aegis.js'), 'server', '--config', cfgPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_SERVER_WRAPPER (e.g. "strace -f -c -o /tmp/s.out") runs the server under a tool.
+  const wrapper = (process.env.BENCH_SERVER_WRAPPER ?? '').split(' ').filter(Boolean);
+  const argv = [process.execPath, ...nodeArgs, join(ROOT, 'bin/aegis.js'), 'server', '--config', cfgPath];
+  const full = [...wrapper, ...argv];
+  const proc = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout!.on('data', (d) => { out += d; });
+  // BENCH_SERVER_LOG=FILE keeps everything the server printed (e.g. with --trace-gc).
+  const log = process.env.BENCH_SERVER_LOG ? createWriteStream(process.env.BENCH_SERVER_LOG) : null;
+  proc.stdout!.on('data', (d) => { out += d; log?.write(d); });
+  proc.stderr!.on('data', (d) => { log?.write(d); });
   proc.stderr!.on('data', (d) => { out += d; });
   const address = await new Promise<URL>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`server did not start:\n${out}`)), 30_000);

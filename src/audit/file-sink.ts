@@ -2,7 +2,7 @@ import { closeSync, fchmodSync, fstatSync, openSync, readSync, writeSync } from 
 import { isAbsolute } from 'node:path';
 import { BadRequestError } from '../core/errors.js';
 import { GENESIS, parseLine, type ChainState } from './chain.js';
-import type { AuditSink } from './sink.js';
+import { SinkWriteError, type AuditSink } from './sink.js';
 
 /** Appends JSON lines to a file (mode 0600). An existing file is continued: its last intact line anchors the chain. */
 export class FileSink implements AuditSink {
@@ -28,22 +28,24 @@ export class FileSink implements AuditSink {
     if (!tail.endsWithNewline) writeSync(this.fd, '\n');
   }
 
-  write(line: string): void {
-    // writeSync can write part of the line without throwing (disk full, file size limit): finish the line or fail,
-    // never report half an entry as written. After a torn write the next entry starts on a new line.
-    const buf = Buffer.from(this.torn ? `\n${line}` : line);
-    let off = 0;
-    try {
-      while (off < buf.length) {
-        const n = writeSync(this.fd, buf, off);
-        if (n <= 0) throw new Error(`audit file ${this.path}: write made no progress`);
-        off += n;
+  write(data: Buffer): void {
+    // writeSync can write part of the data without throwing (disk full, file size limit): keep going until all of
+    // it is out or a write fails, and say how much went out. After a torn write the next batch starts on a new line.
+    if (this.torn) {
+      try {
+        writeAll(this.fd, Buffer.from('\n'), this.path);
+      } catch (err) {
+        throw new SinkWriteError(`audit file ${this.path}: ${(err as Error).message}`, 0);
       }
-    } catch (err) {
-      if (off > 0) this.torn = buf[off - 1] !== 0x0a;
-      throw err;
+      this.torn = false;
     }
-    this.torn = false;
+    try {
+      writeAll(this.fd, data, this.path);
+    } catch (err) {
+      const written = (err as { written?: number }).written ?? 0;
+      if (written > 0) this.torn = data[written - 1] !== 0x0a;
+      throw new SinkWriteError(`audit file ${this.path}: ${(err as Error).message}`, written);
+    }
   }
 
   reopen(): void {
@@ -59,6 +61,21 @@ export class FileSink implements AuditSink {
   options(): Record<string, string> {
     return { file_path: this.path, mode: this.mode.toString(8).padStart(4, '0') };
   }
+}
+
+/** Writes all of `buf` or throws an error carrying `written`. */
+function writeAll(fd: number, buf: Buffer, path: string): number {
+  let off = 0;
+  try {
+    while (off < buf.length) {
+      const n = writeSync(fd, buf, off);
+      if (n <= 0) throw new Error(`audit file ${path}: write made no progress`);
+      off += n;
+    }
+  } catch (err) {
+    throw Object.assign(err as Error, { written: off });
+  }
+  return off;
 }
 
 function lastLine(fd: number): { state: ChainState; endsWithNewline: boolean } {

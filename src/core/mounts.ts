@@ -7,6 +7,11 @@ import type { MountEntry, Router } from './router.js';
 export interface BackendContext {
   store: SecureStore;
   entry: MountEntry;
+  /**
+   * Hears every committed change under the mount's storage (this server's writes and, with shared storage, other
+   * servers'), with keys relative to the mount: what an engine's in-memory caches invalidate on.
+   */
+  onChange(listener: (key: string) => void): () => void;
 }
 
 export type BackendFactory = (ctx: BackendContext) => Backend;
@@ -82,8 +87,12 @@ export class MountTable {
   private async attach(entry: MountEntry): Promise<void> {
     const factory = this.factories.get(entry.type);
     if (!factory) throw new Error(`mount ${entry.path} has unknown type ${entry.type}`);
-    const store = this.barrier.view(`logical/${entry.uuid}/`);
-    const backend = factory({ store, entry });
+    const prefix = `logical/${entry.uuid}/`;
+    const store = this.barrier.view(prefix);
+    const onChange = (listener: (key: string) => void) => this.barrier.storage.subscribe((changes) => {
+      for (const c of changes) if (c.key.startsWith(prefix)) listener(c.key.slice(prefix.length));
+    });
+    const backend = factory({ store, entry, onChange });
     await backend.setup?.();
     this.router.add(entry, backend, store);
   }

@@ -46,7 +46,7 @@ export class Pipeline {
     let routeLabel = 'unmatched';
     let result: PipelineResult;
     try {
-      this.validate(req);
+      await this.validate(req);
       const match = this.d.router.match(req.path);
       if (match?.compiled) routeLabel = match.mounted.entry.path + match.compiled.route.pattern;
       if (match?.compiled?.route.unauthenticated) {
@@ -64,14 +64,14 @@ export class Pipeline {
   }
 
   /** Malformed requests are refused before routing; they are audited (when unsealed) because probing shows up as them. */
-  private validate(req: Request): void {
+  private async validate(req: Request): Promise<void> {
     try {
       validatePath(req.path);
       checkDepth(req.data);
     } catch (err) {
       if (!this.d.isSealed()) {
         const e = toClientError(err);
-        this.d.audit.log({ type: 'request', req: { ...req, data: {} }, caller: null, plain: NO_PLAIN, error: e.message });
+        await this.d.audit.log({ type: 'request', req: { ...req, data: {} }, caller: null, plain: NO_PLAIN, error: e.message });
       }
       throw err;
     }
@@ -140,26 +140,29 @@ export class Pipeline {
     }
 
     // audit(request): nothing runs if no device can record it.
-    this.d.audit.log(record({}));
+    await this.d.audit.log(record({}));
 
     let res: Response | null;
     try {
       res = (await handler(ctx())) ?? null;
     } catch (err) {
       const e = toClientError(err);
-      this.d.audit.log(record({ type: 'response', status: e.status, error: e.message }));
+      await this.d.audit.log(record({ type: 'response', status: e.status, error: e.message }));
       return { status: e.status, response: null, error: e };
     }
     if (res && warnings.length > 0) res.warnings = [...(res.warnings ?? []), ...warnings];
     const status = statusOf(res);
-    this.d.audit.log(record({ type: 'response', status, response: res ?? undefined }));
+    await this.d.audit.log(record({ type: 'response', status, response: res ?? undefined }));
     return { status, response: res, error: null };
   }
 
   /** Refusals are audited too, request and response (they are what detection looks for), then reported. */
-  private deny(rec: AuditRecord, err: AegisError): PipelineResult {
-    this.d.audit.log({ ...rec, error: err.message });
-    this.d.audit.log({ ...rec, type: 'response', status: err.status, error: err.message });
+  private async deny(rec: AuditRecord, err: AegisError): Promise<PipelineResult> {
+    // Both entries go out in the same group write.
+    await Promise.all([
+      this.d.audit.log({ ...rec, error: err.message }),
+      this.d.audit.log({ ...rec, type: 'response', status: err.status, error: err.message }),
+    ]);
     return { status: err.status, response: null, error: err };
   }
 }

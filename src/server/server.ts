@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { Core } from '../core/core.js';
 import { KeyFileUnseal } from '../core/seal/index.js';
-import { SqliteStorage } from '../core/storage/index.js';
+import { CachedStorage, SqliteStorage } from '../core/storage/index.js';
 import { createLogger, type Logger } from '../telemetry/index.js';
 import { parseAddress, type ServerConfig } from './config.js';
 import { buildHttpApi } from './http-api.js';
@@ -21,7 +21,7 @@ export interface RunningServer {
 
 /** Builds and starts one server from its config: storage, core (auto-unsealed if configured), TLS, HTTP. */
 export async function startServer(cfg: ServerConfig, logger: Logger = createLogger(cfg.logLevel)): Promise<RunningServer> {
-  const storage = new SqliteStorage({ path: cfg.storage.path, synchronous: cfg.storage.synchronous });
+  const storage = new CachedStorage(new SqliteStorage({ path: cfg.storage.path, synchronous: cfg.storage.synchronous }));
   const autoUnseal = cfg.sealKeyFile ? new KeyFileUnseal(cfg.sealKeyFile) : null;
   const core = new Core({ storage, logger, autoUnseal, defaultTtl: cfg.defaultTtl, maxTtl: cfg.maxTtl });
   try {

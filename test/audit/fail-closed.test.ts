@@ -228,6 +228,52 @@ describe('an entry that can only be half written', { skip: process.platform !== 
   });
 });
 
+describe('group commit: a batch of entries cut short', { skip: process.platform !== 'linux' && 'ulimit -f is Linux-specific' }, () => {
+  it('runs exactly the requests whose request entries were wholly written; the rest get 503 and change nothing', async () => {
+    const dir = tempDir('short-batch');
+    const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const p = spawn('/bin/sh', ['-c', 'ulimit -f 8192 && exec "$0" "$@"', process.execPath, '--import', 'tsx', join(ROOT, 'test/audit/fixtures/short-write.ts'), dir, '2.5', '10'], {
+        cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d) => { stdout += d; });
+      p.stderr.on('data', (d) => { stderr += d; });
+      p.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    assert.equal(out.code, 0, out.stderr);
+    const r = JSON.parse(out.stdout.trim().split('\n').at(-1)!) as { limit: number; sizeAfter: number; statuses: number[]; codes: (string | null)[]; stored: number[] };
+    assert.equal(r.sizeAfter, r.limit, 'the group write was cut by the kernel (the situation under test happened)');
+    const lines = fileLines(join(dir, 'audit.log'));
+    const whole = lines.slice(0, -1).map((l) => JSON.parse(l) as { type: string; request: { path: string } });
+    const logged = whole.filter((e) => e.type === 'request' && e.request.path.startsWith('secret/data/after-')).map((e) => e.request.path.slice('secret/data/'.length)).sort();
+    const stored = r.stored.map((s, i) => (s === 200 ? `after-${i}` : null)).filter((x): x is string => x !== null).sort();
+    assert.ok(logged.length >= 1 && logged.length < 10, `the cut fell inside the batch (${logged.length} of 10 written)`);
+    assert.deepEqual(stored, logged, 'exactly the requests whose request entries were wholly written ran');
+    // Nobody got an answer without its response entry: every one of them failed closed.
+    assert.deepEqual(r.codes, Array(10).fill('ERR_AUDIT_FAILED'));
+    assert.equal(verifyAuditLog(joinLines(lines.slice(0, -1))).ok, true, 'everything before the torn line chains');
+  });
+});
+
+describe('group commit under concurrency', () => {
+  it('200 concurrent requests are all recorded, each as a request and a response, and both devices\' chains verify', async () => {
+    const t = await makeCore();
+    await enableFileDevice(t, 'a', join(t.dir, 'a.log'));
+    await enableFileDevice(t, 'b', join(t.dir, 'b.log'));
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) =>
+      i % 2 ? t.call('update', `secret/data/many/${i}`, { data: { i } }) : t.call('read', 'secret/data/many/none')));
+    assert.deepEqual([...new Set(results.map((r) => r.status))].sort(), [200, 404]);
+    for (const f of ['a.log', 'b.log']) {
+      const text = readFileSync(join(t.dir, f), 'utf8');
+      assert.equal(verifyAuditLog(text).ok, true, `${f} chain`);
+      const es = entries(join(t.dir, f)).filter((e) => e.request.path.startsWith('secret/data/many/'));
+      assert.equal(es.filter((e) => e.type === 'request').length, 200);
+      assert.equal(es.filter((e) => e.type === 'response').length, 200);
+    }
+  });
+});
+
 describe('audit device hygiene', () => {
   it('two devices cannot share one file (their chains would interleave), and an existing file is tightened to 0600', async () => {
     const t = await makeCore();

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { SqliteStorage } from '../../src/core/storage/index.js';
+import { CachedStorage, SqliteStorage } from '../../src/core/storage/index.js';
 import { storageConformance } from './storage-conformance.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -23,6 +23,62 @@ describe('sqlite driver', () => {
     const recent = await s.changes((await s.currentIndex()) - 5);
     assert.equal(recent.truncated, false);
     assert.equal(recent.changes.length, 5);
+    await s.close();
+  });
+});
+
+storageConformance('sqlite behind the read cache', {
+  open: async () => new CachedStorage(new SqliteStorage({ path: join(dir, 'cached.db'), synchronous: 'normal' })),
+  reopen: async (prev) => {
+    await prev.close();
+    return new CachedStorage(new SqliteStorage({ path: join(dir, 'cached.db'), synchronous: 'normal' }));
+  },
+});
+
+describe('read cache', () => {
+  it('serves repeated reads from memory and never returns a value older than the last committed write', async () => {
+    const inner = new SqliteStorage({ path: join(dir, 'cache2.db'), synchronous: 'normal' });
+    const s = new CachedStorage(inner);
+    await s.put('c/k', Buffer.from('v1'));
+    assert.equal((await s.get('c/k'))?.value.toString(), 'v1');
+    assert.equal(s.size, 1);
+    await s.put('c/k', Buffer.from('v2'));
+    assert.equal((await s.get('c/k'))?.value.toString(), 'v2');
+    await s.txn([{ type: 'delete', key: 'c/k' }]);
+    assert.equal(await s.get('c/k'), null);
+    await s.close();
+  });
+
+  it('a write that commits while a miss is being read is not hidden by caching the older value', async () => {
+    const inner = new SqliteStorage({ path: join(dir, 'cache3.db'), synchronous: 'normal' });
+    const s = new CachedStorage(inner);
+    await inner.put('r/k', Buffer.from('old'));
+    // Start a read (a miss), then commit a write before its continuation runs.
+    const reading = s.get('r/k');
+    await inner.put('r/k', Buffer.from('new'));
+    assert.equal((await reading)?.value.toString(), 'old');
+    assert.equal((await s.get('r/k'))?.value.toString(), 'new', 'the stale read was not cached');
+    await s.close();
+  });
+
+  it('changes reported by the driver (another server) evict what they touch', async () => {
+    const inner = new SqliteStorage({ path: join(dir, 'cache4.db'), synchronous: 'normal' });
+    const s = new CachedStorage(inner);
+    await s.put('o/k', Buffer.from('mine'));
+    await s.get('o/k');
+    // Another writer on the same driver: the cache learns of it only through the change feed.
+    await inner.put('o/k', Buffer.from('theirs'));
+    assert.equal((await s.get('o/k'))?.value.toString(), 'theirs');
+    await s.close();
+  });
+
+  it('stays within its byte budget', async () => {
+    const inner = new SqliteStorage({ path: join(dir, 'cache5.db'), synchronous: 'normal' });
+    const s = new CachedStorage(inner, 64 * 1024);
+    for (let i = 0; i < 200; i++) await s.put(`b/${i}`, Buffer.alloc(900, 1));
+    for (let i = 0; i < 200; i++) await s.get(`b/${i}`);
+    assert.ok(s.size < 70, `cached ${s.size} entries of ~1 KiB in a 64 KiB budget`);
+    assert.equal((await s.get('b/3'))?.value.length, 900);
     await s.close();
   });
 });

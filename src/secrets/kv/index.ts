@@ -5,5 +5,14 @@ import { kvRoutes } from './routes.js';
 
 /** A KV version 2 secrets engine over the mount's private storage. */
 export function createKvBackend(ctx: BackendContext): Backend {
-  return { type: 'kv', routes: kvRoutes(new KvStore(ctx.store)) };
+  const kv = new KvStore(ctx.store);
+  const stop = ctx.onChange((key) => kv.changed(key));
+  return {
+    type: 'kv',
+    routes: kvRoutes(kv),
+    teardown: () => {
+      stop();
+      kv.clear();
+    },
+  };
 }

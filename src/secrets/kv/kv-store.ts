@@ -12,6 +12,7 @@ import {
 const CONFIG = 'config';
 const META = 'metadata/';
 const MAX_RETRIES = 8;
+const META_CACHE_MAX = 100_000;
 
 export interface ReadResult {
   meta: KeyMetadata;
@@ -37,7 +38,51 @@ export class KvStore {
   }
 
   async metadata(key: string): Promise<KeyMetadata | null> {
-    return (await this.store.getJson<KeyMetadata>(META + key))?.value ?? null;
+    return (await this.loadMetadata(key))?.value ?? null;
+  }
+
+  /**
+   * Decoded metadata documents by key. Metadata is not secret (Vault documents it so: versions, times, custom
+   * metadata) and every read needs it, so it is kept decoded; secret data is decrypted on every read. Changes
+   * to a key's metadata (any writer, any server) evict it through `changed`. Callers get the cached object and
+   * must not mutate it: mutations work on a copy (mutateOnce).
+   */
+  private readonly metaCache = new Map<string, { value: KeyMetadata; version: number }>();
+  private readonly metaReading = new Map<string, number>();
+  private readonly metaChanged = new Set<string>();
+
+  /** A storage key under this mount changed. */
+  changed(storageKey: string): void {
+    if (!storageKey.startsWith(META)) return;
+    const key = storageKey.slice(META.length);
+    this.metaCache.delete(key);
+    if (this.metaReading.has(key)) this.metaChanged.add(key);
+  }
+
+  clear(): void {
+    this.metaCache.clear();
+  }
+
+  private async loadMetadata(key: string): Promise<{ value: KeyMetadata; version: number } | null> {
+    const hit = this.metaCache.get(key);
+    if (hit) return hit;
+    this.metaReading.set(key, (this.metaReading.get(key) ?? 0) + 1);
+    let found: { value: KeyMetadata; version: number } | null;
+    try {
+      found = await this.store.getJson<KeyMetadata>(META + key);
+    } finally {
+      const left = this.metaReading.get(key)! - 1;
+      if (left === 0) this.metaReading.delete(key);
+      else this.metaReading.set(key, left);
+    }
+    // A change that committed while this read was in flight may be newer than what it returned: do not keep it.
+    const stale = this.metaChanged.has(key);
+    if (!this.metaReading.has(key)) this.metaChanged.delete(key);
+    if (found && !stale) {
+      if (this.metaCache.size >= META_CACHE_MAX) this.metaCache.delete(this.metaCache.keys().next().value!);
+      this.metaCache.set(key, found);
+    }
+    return found;
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -190,8 +235,8 @@ export class KvStore {
 
   private async mutateOnce(key: string, fn: (current: KeyMetadata | null) => Mutation): Promise<KeyMetadata> {
     for (let attempt = 0; ; attempt++) {
-      const found = await this.store.getJson<KeyMetadata>(META + key);
-      const result = fn(found ? found.value : null);
+      const found = await this.loadMetadata(key);
+      const result = fn(found ? structuredClone(found.value) : null);
       if (!result) throw new NotFoundError(`no secret at ${key}`);
       try {
         await this.store.txn([
