@@ -126,9 +126,12 @@ function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): voi
 }
 
 function makeServer(handler: (req: IncomingMessage, res: ServerResponse) => void, opts: HttpApiOptions): Server {
+  // Node checks request and header timeouts every connectionsCheckingInterval (30 s by default): a slow client
+  // (slowloris) would hold its connection that long whatever the timeouts say, so check at a tenth of them.
+  const timing = { connectionsCheckingInterval: Math.max(100, Math.min(opts.requestTimeoutMs, 10_000) / 10) };
   const server: Server = opts.tls
-    ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS, honorCipherOrder: true, ALPNProtocols: ['http/1.1'] }, handler)
-    : createHttpServer(handler);
+    ? createHttpsServer({ ...timing, cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS, honorCipherOrder: true, ALPNProtocols: ['http/1.1'] }, handler)
+    : createHttpServer(timing, handler);
   server.requestTimeout = opts.requestTimeoutMs;
   server.headersTimeout = Math.min(opts.requestTimeoutMs, 10_000);
   server.keepAliveTimeout = 65_000;
@@ -137,7 +140,7 @@ function makeServer(handler: (req: IncomingMessage, res: ServerResponse) => void
   const original = server.listeners(event);
   if (original.length !== 1) throw new Error(`expected one ${event} listener on the HTTP server, found ${original.length}`);
   server.removeAllListeners(event);
-  server.on(event, (socket) => (original[0] as (s: unknown) => void).call(server, new FramedConnection(socket)));
+  server.on(event, (socket) => (original[0] as (s: unknown) => void).call(server, new FramedConnection(socket, server.headersTimeout)));
   return server;
 }
 

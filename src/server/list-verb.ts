@@ -46,7 +46,9 @@ export class ListVerbFramer {
       }
       const end = buf.indexOf(CRLF2);
       if (end === -1) {
-        if (buf.length > MAX_HEAD) {
+        // A line ending in a bare LF is not HTTP/1.1 as Node parses it: hand everything to the parser, which
+        // refuses it at once (holding it here would only delay the refusal).
+        if (buf.length > MAX_HEAD || hasBareLf(buf)) {
           this.passthrough = true;
           out.push(buf);
         } else {
@@ -59,6 +61,11 @@ export class ListVerbFramer {
       buf = buf.subarray(headLen);
     }
     return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  /** Bytes of an incomplete request head are being held back (the HTTP parser has not seen them yet). */
+  get holding(): boolean {
+    return this.pending !== null;
   }
 
   private head(head: Buffer): Buffer {
@@ -81,16 +88,31 @@ export class ListVerbFramer {
  * The connection the HTTP server sees: the real (TLS) socket's bytes through the framer, writes straight back.
  * Node's HTTP server accepts any Duplex injected with `emit('connection')`.
  */
+function hasBareLf(buf: Buffer): boolean {
+  for (let i = buf.indexOf(0x0a); i !== -1; i = buf.indexOf(0x0a, i + 1)) if (i === 0 || buf[i - 1] !== 0x0d) return true;
+  return false;
+}
+
 export class FramedConnection extends Duplex {
   private readonly framer = new ListVerbFramer();
+  private holdTimer: NodeJS.Timeout | null = null;
 
-  constructor(readonly socket: Socket | TLSSocket) {
+  /**
+   * `headersTimeoutMs` bounds how long an incomplete head may be held back: the parser's own header timeout cannot
+   * start before it sees the bytes, so without this a client trickling a head forever would hold the connection.
+   */
+  constructor(readonly socket: Socket | TLSSocket, private readonly headersTimeoutMs = 10_000) {
     super({ allowHalfOpen: false });
     socket.on('data', (chunk: Buffer) => {
-      if (!this.push(this.framer.push(chunk))) socket.pause();
+      const out = this.framer.push(chunk);
+      this.watchHolding();
+      if (out.length > 0 && !this.push(out)) socket.pause();
     });
     socket.on('end', () => this.push(null));
-    socket.on('close', () => this.destroy());
+    socket.on('close', () => {
+      this.clearHold();
+      this.destroy();
+    });
     socket.on('error', (err) => this.destroy(err));
     socket.on('timeout', () => this.emit('timeout'));
   }
@@ -113,6 +135,22 @@ export class FramedConnection extends Duplex {
   ref(): this { this.socket.ref(); return this; }
   unref(): this { this.socket.unref(); return this; }
   destroySoon(): void { this.end(); }
+
+  private watchHolding(): void {
+    if (!this.framer.holding) return this.clearHold();
+    if (this.holdTimer) return;
+    this.holdTimer = setTimeout(() => {
+      const body = JSON.stringify({ errors: ['request timed out: the request head was not completed in time'] });
+      this.socket.end(`HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      this.socket.destroySoon?.();
+    }, this.headersTimeoutMs);
+    this.holdTimer.unref();
+  }
+
+  private clearHold(): void {
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
+  }
 
   override _read(): void {
     this.socket.resume();
