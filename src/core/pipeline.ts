@@ -126,17 +126,18 @@ export class Pipeline {
     if (!match?.compiled) return this.deny(record({}), new NotFoundError(`no handler for route "${req.path}": nothing is mounted there or the engine has no such path`));
     if (!handler) return this.deny(record({}), new UnsupportedOperationError(`unsupported operation: ${req.operation} is not available on ${req.path}`));
 
-    // Limited-use tokens: take one use now, atomically; the last use revokes the token.
-    if (found.entry.numUses > 0 && !(await this.d.tokens.use(found.hash, found.entry, found.version))) {
-      return this.deny(record({}), new PermissionDeniedError('permission denied: invalid token (its uses are exhausted)'));
-    }
-
     try {
       const parsed = parseFields(route!.fields ?? {}, req.data);
       fields = parsed.fields;
       if (parsed.unknown.length > 0 && !route!.openFields) warnings = [`ignored unknown parameters: ${parsed.unknown.sort().join(', ')}`];
     } catch (err) {
       return this.deny(record({}), toClientError(err));
+    }
+
+    // Limited-use tokens: take one use now, atomically, after validation so a malformed request costs nothing;
+    // the last use revokes the token.
+    if (found.entry.numUses > 0 && !(await this.d.tokens.use(found.hash, found.entry, found.version))) {
+      return this.deny(record({}), new PermissionDeniedError('permission denied: invalid token (its uses are exhausted)'));
     }
 
     // audit(request): nothing runs if no device can record it.

@@ -533,3 +533,15 @@ describe('tokens over HTTP', () => {
     assert.match(r.body.errors[0], /invalid token/);
   });
 });
+
+describe('limited-use tokens and bad input', () => {
+  it('a request refused for a malformed field does not consume a use', async () => {
+    const t = await makeCore();
+    const token = (await t.call('update', 'auth/token/create', { policies: ['root'], num_uses: 2 })).response!.auth!.client_token;
+    const bad = await t.call('update', 'secret/data/x', { data: 'not-an-object' }, token);
+    assert.equal(bad.status, 400);
+    assert.equal((await t.call('update', 'secret/data/x', { data: { a: 1 } }, token)).status, 200);
+    assert.equal((await t.call('read', 'secret/data/x', {}, token)).status, 200, 'both uses were still there');
+    assert.equal((await t.call('read', 'secret/data/x', {}, token)).status, 403, 'and now they are gone');
+  });
+});
