@@ -193,21 +193,28 @@ describe('audit configuration needs sudo', () => {
   });
 });
 
+/**
+ * Runs fixtures/short-write.ts under a file size limit (`ulimit -f`): the kernel cuts a write at the limit
+ * (a short write) and fails the next one — disk-full behaviour, for real, without filling a disk.
+ */
+function runShortWriteFixture(dir: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('/bin/sh', ['-c', 'ulimit -f 8192 && exec "$0" "$@"', process.execPath, '--import', 'tsx', join(ROOT, 'test/audit/fixtures/short-write.ts'), dir, ...args], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => { stdout += d; });
+    p.stderr.on('data', (d) => { stderr += d; });
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 describe('an entry that can only be half written', { skip: process.platform !== 'linux' && '/proc/self/limits and ulimit -f are Linux-specific' }, () => {
   it('refuses the request (503) instead of recording half an entry and running it; the secret is not stored', async () => {
     const dir = tempDir('short-write');
     const room = 100;
-    const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      // ulimit -f: the kernel cuts a write at the file size limit (a short write) and fails the next one.
-      const p = spawn('/bin/sh', ['-c', 'ulimit -f 8192 && exec "$0" "$@"', process.execPath, '--import', 'tsx', join(ROOT, 'test/audit/fixtures/short-write.ts'), dir, String(room)], {
-        cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.on('data', (d) => { stdout += d; });
-      p.stderr.on('data', (d) => { stderr += d; });
-      p.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const out = await runShortWriteFixture(dir, [String(room)]);
     assert.equal(out.code, 0, out.stderr);
     const r = JSON.parse(out.stdout.trim().split('\n').at(-1)!) as {
       limit: number; padded: number; sizeAfter: number; enable: number; before: number;
@@ -231,16 +238,7 @@ describe('an entry that can only be half written', { skip: process.platform !== 
 describe('group commit: a batch of entries cut short', { skip: process.platform !== 'linux' && 'ulimit -f is Linux-specific' }, () => {
   it('runs exactly the requests whose request entries were wholly written; the rest get 503 and change nothing', async () => {
     const dir = tempDir('short-batch');
-    const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const p = spawn('/bin/sh', ['-c', 'ulimit -f 8192 && exec "$0" "$@"', process.execPath, '--import', 'tsx', join(ROOT, 'test/audit/fixtures/short-write.ts'), dir, '2.5', '10'], {
-        cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.on('data', (d) => { stdout += d; });
-      p.stderr.on('data', (d) => { stderr += d; });
-      p.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const out = await runShortWriteFixture(dir, ['2.5', '10']);
     assert.equal(out.code, 0, out.stderr);
     const r = JSON.parse(out.stdout.trim().split('\n').at(-1)!) as { limit: number; sizeAfter: number; statuses: number[]; codes: (string | null)[]; stored: number[] };
     assert.equal(r.sizeAfter, r.limit, 'the group write was cut by the kernel (the situation under test happened)');

@@ -1,4 +1,5 @@
 import type { ChangeListener, ChangesPage, Storage, StorageEntry, TxnOp } from './contract.js';
+import { ReadGuard } from './read-guard.js';
 
 /**
  * A read cache in front of any driver (Vault's physical cache): it holds what storage holds — sealed bytes — so
@@ -10,15 +11,13 @@ export class CachedStorage implements Storage {
   private readonly entries = new Map<string, StorageEntry>();
   private bytes = 0;
   private readonly unsubscribe: () => void;
-  /** Reads in flight per key, and the keys changed while one was in flight (their result may be stale). */
-  private readonly reading = new Map<string, number>();
-  private readonly changedWhileReading = new Set<string>();
+  private readonly guard = new ReadGuard();
 
   constructor(private readonly inner: Storage, private readonly maxBytes = 64 * 1024 * 1024) {
     this.unsubscribe = inner.subscribe((changes) => {
       for (const c of changes) {
         this.evict(c.key);
-        if (this.reading.has(c.key)) this.changedWhileReading.add(c.key);
+        this.guard.changed(c.key);
       }
     });
   }
@@ -39,18 +38,14 @@ export class CachedStorage implements Storage {
       this.entries.set(key, hit);
       return hit;
     }
-    this.reading.set(key, (this.reading.get(key) ?? 0) + 1);
+    this.guard.begin(key);
     let found: StorageEntry | null;
+    let stale = true;
     try {
       found = await this.inner.get(key);
     } finally {
-      const left = this.reading.get(key)! - 1;
-      if (left === 0) this.reading.delete(key);
-      else this.reading.set(key, left);
+      stale = this.guard.end(key);
     }
-    // A write that committed while this read was in flight may be newer than what it returned: do not keep it.
-    const stale = this.changedWhileReading.has(key);
-    if (!this.reading.has(key)) this.changedWhileReading.delete(key);
     if (found && !stale) this.remember(found);
     return found;
   }

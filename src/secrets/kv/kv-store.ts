@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { SecureStore, SecureTxnOp } from '../../core/barrier/index.js';
+import { ReadGuard } from '../../core/storage/index.js';
 import { BadRequestError, ConflictError, NotFoundError, TxnConflictError } from '../../core/errors.js';
 import {
   DEFAULT_CONFIG, effectiveDeleteAfter, effectiveMaxVersions, isDeleted, newMetadata, type KeyMetadata, type KvConfig,
@@ -48,15 +49,14 @@ export class KvStore {
    * must not mutate it: mutations work on a copy (mutateOnce).
    */
   private readonly metaCache = new Map<string, { value: KeyMetadata; version: number }>();
-  private readonly metaReading = new Map<string, number>();
-  private readonly metaChanged = new Set<string>();
+  private readonly metaGuard = new ReadGuard();
 
   /** A storage key under this mount changed. */
   changed(storageKey: string): void {
     if (!storageKey.startsWith(META)) return;
     const key = storageKey.slice(META.length);
     this.metaCache.delete(key);
-    if (this.metaReading.has(key)) this.metaChanged.add(key);
+    this.metaGuard.changed(key);
   }
 
   clear(): void {
@@ -66,18 +66,14 @@ export class KvStore {
   private async loadMetadata(key: string): Promise<{ value: KeyMetadata; version: number } | null> {
     const hit = this.metaCache.get(key);
     if (hit) return hit;
-    this.metaReading.set(key, (this.metaReading.get(key) ?? 0) + 1);
+    this.metaGuard.begin(key);
     let found: { value: KeyMetadata; version: number } | null;
+    let stale = true;
     try {
       found = await this.store.getJson<KeyMetadata>(META + key);
     } finally {
-      const left = this.metaReading.get(key)! - 1;
-      if (left === 0) this.metaReading.delete(key);
-      else this.metaReading.set(key, left);
+      stale = this.metaGuard.end(key);
     }
-    // A change that committed while this read was in flight may be newer than what it returned: do not keep it.
-    const stale = this.metaChanged.has(key);
-    if (!this.metaReading.has(key)) this.metaChanged.delete(key);
     if (found && !stale) {
       if (this.metaCache.size >= META_CACHE_MAX) this.metaCache.delete(this.metaCache.keys().next().value!);
       this.metaCache.set(key, found);
