@@ -4,6 +4,7 @@
 // Flags: --seconds N (default 10), --clients N (32), --keys N (1000), --reads-only.
 // BENCH_SERVER_NODE_ARGS / BENCH_SERVER_WRAPPER / BENCH_SERVER_LOG profile or trace the server side (lib/server-process.ts).
 import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,13 +48,19 @@ try {
 
   // The anchor: the same rows read straight from the SQLite file, one point read at a time, on one core.
   const db = new Database(join(dir, 'aegis.db'), { readonly: true });
-  const keys = (db.prepare("SELECT key FROM kv WHERE key LIKE 'logical/%/metadata/bench/k%' OR key LIKE 'logical/%/versions/%'").all() as { key: string }[]).map((r) => r.key);
+  // Exactly the rows a read of bench/k<i> touches: its metadata document and its version (see kv-store.ts layout).
+  const metaRows = (db.prepare("SELECT key FROM kv WHERE key LIKE 'logical/%/metadata/bench/k%'").all() as { key: string }[]).map((r) => r.key);
+  const mount = metaRows[0]!.slice(0, metaRows[0]!.indexOf('/metadata/') + 1);
+  const keys = [...metaRows, ...Array.from({ length: KEYS }, (_, i) => `${mount}versions/${createHash('sha256').update(`bench/k${i}`).digest('hex')}/1`)];
+  if (keys.length !== 2 * KEYS) throw new Error(`expected ${2 * KEYS} rows, found ${keys.length}`);
   const get = db.prepare('SELECT value FROM kv WHERE key = ?');
   let n = 0;
+  let missing = 0;
   const t0 = performance.now();
   while (performance.now() - t0 < 2000) {
-    for (let j = 0; j < 1000; j++) get.get(keys[(n++ * 7919) % keys.length]!);
+    for (let j = 0; j < 1000; j++) if (!get.get(keys[(n++ * 7919) % keys.length]!)) missing++;
   }
+  if (missing > 0) throw new Error(`${missing} anchor reads found no row: the storage layout changed`);
   const sqliteReads = n / ((performance.now() - t0) / 1000);
   db.close();
 

@@ -88,7 +88,7 @@ export class Pipeline {
 
   private async authorized(req: Request, match: RouteMatch | null): Promise<PipelineResult> {
     const route = match?.compiled?.route ?? null;
-    const plain = new Set(route?.auditPlain ?? []);
+    const plain = route ? plainFields(route) : NO_PLAIN;
     let caller: Caller | null = null;
     const record = (extra: Partial<AuditRecord>): AuditRecord => ({ type: 'request', req, caller, plain, mountType: match?.mounted.entry.type, ...extra });
 
@@ -180,7 +180,21 @@ function statusOf(res: Response | null): number {
   return res && (res.data || res.auth || res.raw || res.bare || res.warnings?.length) ? 200 : 204;
 }
 
+const plainCache = new WeakMap<Route, ReadonlySet<string>>();
+
+/** The route's audit-plain fields as a set, made once per route. */
+function plainFields(route: Route): ReadonlySet<string> {
+  let set = plainCache.get(route);
+  if (!set) {
+    set = new Set(route.auditPlain ?? []);
+    plainCache.set(route, set);
+  }
+  return set;
+}
+
 function checkDepth(data: unknown): void {
+  // Most requests carry flat data (or none): nothing to walk.
+  if (data !== null && typeof data === 'object' && !Object.values(data).some((v) => v !== null && typeof v === 'object')) return;
   const stack: [unknown, number][] = [[data, 0]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
