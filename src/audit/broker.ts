@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { SecureStore } from '../core/barrier/index.js';
 import { AuditFailedError, BadRequestError, NotFoundError } from '../core/errors.js';
 import type { Logger } from '../telemetry/logger.js';
-import { chainLine, type ChainState } from './chain.js';
+import { chainBytes, type ChainState } from './chain.js';
 import { formatRecord, type AuditRecord, type HmacMemo } from './entry.js';
 import { FileSink } from './file-sink.js';
 import { hmacValue } from './hmac.js';
@@ -37,7 +37,7 @@ interface Waiter {
 }
 
 interface PendingLine {
-  line: string;
+  line: Buffer;
   /** Chain positions before and after this line: the device rewinds to the last line actually written. */
   before: ChainState;
   after: ChainState;
@@ -161,7 +161,7 @@ export class AuditBroker {
       const waiter: Waiter = { remaining: 0, written: 0, resolve, reject };
       for (const d of this.devices.values()) {
         try {
-          const { line, next } = chainLine(d.chain, formatRecord(record, d.key, d.memo));
+          const { line, next } = chainBytes(d.chain, formatRecord(record, d.key, d.memo));
           d.pending.push({ line, before: d.chain, after: next, waiter });
           d.chain = next;
           waiter.remaining++;
@@ -190,7 +190,7 @@ export class AuditBroker {
       if (d.pending.length === 0) continue;
       const batch = d.pending;
       d.pending = [];
-      const data = Buffer.from(batch.length === 1 ? batch[0]!.line : batch.map((p) => p.line).join(''));
+      const data = batch.length === 1 ? batch[0]!.line : Buffer.concat(batch.map((p) => p.line));
       let written = data.length;
       try {
         d.sink.write(data);
@@ -204,7 +204,7 @@ export class AuditBroker {
       let reached = batch[0]!.before;
       let intact = true;
       for (const p of batch) {
-        end += Buffer.byteLength(p.line);
+        end += p.line.length;
         intact = intact && end <= written;
         if (intact) reached = p.after;
         else this.onFailure(d.config.name);

@@ -10,11 +10,25 @@ export interface ChainState {
   hash: string;
 }
 
-export function chainLine(state: ChainState, entry: Record<string, unknown>): { line: string; next: ChainState } {
+const TAIL = Buffer.from(',"hash":"');
+
+/** The next line of a chain, as the bytes written: the body is encoded once and hashed as bytes. */
+export function chainBytes(state: ChainState, entry: Record<string, unknown>): { line: Buffer; next: ChainState } {
   const seq = state.seq + 1;
-  const body = JSON.stringify({ seq, prev_hash: state.hash, ...entry });
+  const body = Buffer.from(JSON.stringify({ seq, prev_hash: state.hash, ...entry }));
   const hash = createHash('sha256').update(body).digest('hex');
-  return { line: `${body.slice(0, -1)},"hash":"${hash}"}\n`, next: { seq, hash } };
+  // body without its closing brace + ,"hash":"<64 hex>"}\n
+  const line = Buffer.allocUnsafe(body.length - 1 + TAIL.length + 64 + 3);
+  let off = body.copy(line, 0, 0, body.length - 1);
+  off += TAIL.copy(line, off);
+  off += line.write(hash, off, 'latin1');
+  line.write('"}\n', off, 'latin1');
+  return { line, next: { seq, hash } };
+}
+
+export function chainLine(state: ChainState, entry: Record<string, unknown>): { line: string; next: ChainState } {
+  const { line, next } = chainBytes(state, entry);
+  return { line: line.toString('utf8'), next };
 }
 
 export interface ParsedLine {
