@@ -41,7 +41,8 @@ export function formatRecord(r: AuditRecord, key: Buffer, memo?: HmacMemo): Reco
       operation: r.req.operation,
       path: r.req.path,
       mount_type: r.mountType ?? null,
-      client_token: r.req.token ? (c && r.req.token === c.token ? tokenHmac : hmacValue(key, r.req.token)) : null,
+      // An authenticated caller was resolved from this very token, so its memoised HMAC is the token's.
+      client_token: c ? tokenHmac : r.req.token ? hmacValue(key, r.req.token) : null,
       remote_address: r.req.client.address,
       data: redact(key, r.req.data, r.plain),
       wrap_ttl: r.req.wrapTTL ?? null,

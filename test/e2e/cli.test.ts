@@ -190,3 +190,14 @@ describe('aegis dev (what `npm start` runs)', () => {
     assert.match(r.stderr, /only on loopback/);
   });
 });
+
+describe('aegis audit enable accepts path= as the issue writes it', () => {
+  it('`aegis audit enable file path=…` enables a file device at that path', async () => {
+    const dev = await startDevProcess({ rootToken: 'alias-root' });
+    const log = join(tempDir('alias'), 'via-path.log');
+    const e = { AEGIS_ADDR: dev.address, AEGIS_TOKEN: 'alias-root' };
+    ok(await runCli(['audit', 'enable', '--path', 'second', 'file', `path=${log}`], e), 'enable with path=');
+    ok(await runCli(['kv', 'put', 'secret/alias', 'a=b'], e), 'audited write');
+    assert.ok(readFileSync(log, 'utf8').includes('secret/data/alias'));
+  });
+});

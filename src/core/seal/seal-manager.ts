@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Barrier } from '../barrier/index.js';
 import { DecryptError, SEAL_PREFIX } from '../barrier/index.js';
 import { BadRequestError, NotInitializedError } from '../errors.js';
@@ -105,7 +105,8 @@ export class SealManager {
     const length = c.shares === 1 ? ROOT_KEY_BYTES : SHARE_BYTES_MULTI;
     const share = decodeShare(text, length);
     if (!share) throw new BadRequestError(`unseal key is not a valid share: expected ${length} bytes as hex or base64`);
-    if (this.pending.some((p) => p.equals(share))) return false;
+    // sys/unseal is unauthenticated: compare in constant time so timing says nothing about shares already submitted.
+    if (this.pending.some((p) => p.length === share.length && timingSafeEqual(p, share))) return false;
     if (this.pending.length === 0) this.nonce = randomUUID();
     this.pending.push(share);
     if (this.pending.length < c.threshold) return false;
