@@ -10,7 +10,6 @@ import { startServer } from '../server/server.js';
 import { createLogger } from '../telemetry/index.js';
 import { action } from './command.js';
 import { CliError } from './client.js';
-import { say } from './output.js';
 import { stopOnSignals } from './server.js';
 
 const BIN = resolve(fileURLToPath(new URL('../../bin/aegis.js', import.meta.url)));
@@ -64,20 +63,24 @@ export function registerDev(program: Command): void {
 
       const rel = relative(process.cwd(), BIN);
       const cli = rel.startsWith('..') ? BIN : `./${rel}`;
-      say('Aegis dev server is running. Do not use it in production: HTTP, one unseal key, data in a scratch folder.');
-      say('');
-      say(`  Address:     ${server.address}`);
-      say(`  Root token:  ${rootToken ?? '(created on the first start of this data dir; pass --root-token to set one)'}`);
-      if (unsealKey) say(`  Unseal key:  ${unsealKey}   (auto-unsealed from ${keyFile})`);
-      say(`  Data dir:    ${dataDir}${temp ? '   (removed on exit)' : ''}`);
-      say(`  Audit log:   ${auditLog}`);
-      say('');
-      say('Try, in another terminal:');
-      say(`  export AEGIS_ADDR=${server.address}${rootToken ? ` AEGIS_TOKEN=${rootToken}` : ''}`);
-      say(`  ${cli} kv put secret/hello who=world`);
-      say(`  ${cli} kv get secret/hello`);
-      say(`  ${cli} token create --policy default --ttl 1h`);
-      say(`  ${cli} audit verify ${auditLog}`);
+      // One write, so whoever reads the banner (a person, or a script waiting for it) gets it whole.
+      const banner = [
+        'Aegis dev server is running. Do not use it in production: HTTP, one unseal key, data in a scratch folder.',
+        '',
+        `  Address:     ${server.address}`,
+        `  Root token:  ${rootToken ?? '(created on the first start of this data dir; pass --root-token to set one)'}`,
+        ...(unsealKey ? [`  Unseal key:  ${unsealKey}   (auto-unsealed from ${keyFile})`] : []),
+        `  Data dir:    ${dataDir}${temp ? '   (removed on exit)' : ''}`,
+        `  Audit log:   ${auditLog}`,
+        '',
+        'Try, in another terminal:',
+        `  export AEGIS_ADDR=${server.address}${rootToken ? ` AEGIS_TOKEN=${rootToken}` : ''}`,
+        `  ${cli} kv put secret/hello who=world`,
+        `  ${cli} kv get secret/hello`,
+        `  ${cli} token create --policy default --ttl 1h`,
+        `  ${cli} audit verify ${auditLog}`,
+      ];
+      process.stdout.write(`${banner.join('\n')}\n`);
       await stopOnSignals(server, () => {
         if (temp) rmSync(dataDir, { recursive: true, force: true });
       });

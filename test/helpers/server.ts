@@ -95,7 +95,8 @@ export async function startDevProcess(opts: { rootToken?: string; dataDir?: stri
     const timer = setTimeout(() => reject(new Error(`aegis dev did not start in 30s:\n${out}\n${err}`)), 30_000);
     const check = () => {
       const m = /Address:\s+(http:\/\/\S+)/.exec(out);
-      if (m && out.includes('Try, in another terminal')) {
+      // The banner's last line is the audit verify command.
+      if (m && /audit verify \S+\n/.test(out)) {
         clearTimeout(timer);
         resolveAddr(m[1]!);
       }
