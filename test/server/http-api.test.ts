@@ -416,7 +416,8 @@ describe('HTTP API: body size limit', () => {
 describe('HTTP API: rate limit', () => {
   let s: InProcessServer;
   before(async () => {
-    s = await startTestServer({ configure: (c) => { c.rateLimit = { perSecond: 5, burst: 5 }; } });
+    // A burst of 5 and one new token every 20 s: the outcome does not depend on how fast this machine is.
+    s = await startTestServer({ configure: (c) => { c.rateLimit = { perSecond: 0.05, burst: 5 }; } });
   });
 
   it('the 6th rapid request from one client is refused with 429 and a Retry-After header', async () => {
