@@ -69,14 +69,14 @@ export class PolicyStore {
     const now = new Date().toISOString();
     const existing = await this.store.getJson<StoredPolicy>(PREFIX + n);
     await this.store.put(PREFIX + n, { name: n, policy: text, created: existing?.value.created ?? now, updated: now });
-    await this.reload();
+    await this.applied();
   }
 
   async delete(name: string): Promise<void> {
     const n = normalisePolicyName(name);
     if (n === 'root' || n === 'default') throw new BadRequestError(`the ${n} policy cannot be deleted`);
     if ((await this.store.delete(PREFIX + n)) === null) throw new NotFoundError(`no policy named "${n}"`);
-    await this.reload();
+    await this.applied();
   }
 
   async docs(): Promise<PolicyDoc[]> {
@@ -90,6 +90,15 @@ export class PolicyStore {
     }
     if (!hasDefault) docs.push({ name: 'default', text: DEFAULT_POLICY });
     return docs;
+  }
+
+  /**
+   * Waits until the engine reflects this server's own last write. The change feed already scheduled the reload
+   * (the driver reports a commit to subscribers as it happens), so the write waits for it rather than doing it again.
+   */
+  private async applied(): Promise<void> {
+    if (!this.unsubscribe) return this.reload();
+    while (this.reloading) await this.reloading;
   }
 
   private async reload(): Promise<void> {
