@@ -545,3 +545,12 @@ describe('limited-use tokens and bad input', () => {
     assert.equal((await t.call('read', 'secret/data/x', {}, token)).status, 403, 'and now they are gone');
   });
 });
+
+describe('accessor format', () => {
+  it('accessors are 128-bit hex, so none can be mistaken for a command-line option', async () => {
+    const t = await makeCore();
+    const accessors = await Promise.all(Array.from({ length: 200 }, async () => (await t.call('update', 'auth/token/create', { policies: ['default'] })).response!.auth!.accessor));
+    for (const a of accessors) assert.match(a, /^[0-9a-f]{32}$/);
+    assert.equal(new Set(accessors).size, 200);
+  });
+});

@@ -110,7 +110,8 @@ export class TokenStore {
     }
     const now = Date.now();
     const entry: TokenEntry = {
-      accessor: randomBytes(18).toString('base64url'),
+      // Hex, not base64url: an accessor is typed on command lines, and one starting with '-' reads as an option.
+      accessor: randomBytes(16).toString('hex'),
       policies: [...new Set(input.policies)],
       meta: input.meta ?? {},
       displayName: input.displayName ?? 'token',
