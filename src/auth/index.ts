@@ -1,2 +1,2 @@
 export { TokenStore, toCaller, type TokenEntry, type CreateTokenInput } from './token/store.js';
-export { createTokenBackend, type TokenBackendConfig } from './token/routes.js';
+export { authResult, createTokenBackend, type TokenBackendConfig } from './token/routes.js';

@@ -24,6 +24,8 @@ export interface ClientOptions {
   address?: string;
   token?: string | null;
   caCert?: string | null;
+  /** Mutual TLS: a client certificate chain (PEM) and its key, e.g. the agent's X.509-SVID. */
+  clientCert?: () => { cert: string; key: string } | null;
 }
 
 /** Talks to the API the way any other client would: HTTP(S), the token in X-Vault-Token. */
@@ -31,8 +33,10 @@ export class ApiClient {
   readonly address: URL;
   private readonly token: string | null;
   private readonly ca: string | undefined;
+  private readonly clientCert: ClientOptions['clientCert'];
 
   constructor(opts: ClientOptions = {}) {
+    this.clientCert = opts.clientCert;
     const addr = opts.address ?? process.env.AEGIS_ADDR ?? 'https://127.0.0.1:8200';
     try {
       this.address = new URL(addr);
@@ -63,8 +67,9 @@ export class ApiClient {
       headers['content-length'] = String(payload.length);
     }
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const mtls = this.clientCert?.() ?? {};
     return new Promise<ApiResponse>((resolve, reject) => {
-      const req = send(url, { method, headers, ca: this.ca, timeout: 60_000 }, (res) => {
+      const req = send(url, { method, headers, ca: this.ca, ...mtls, timeout: 60_000 }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {

@@ -21,14 +21,16 @@ export function registerDev(program: Command): void {
     .option('--root-token <id>', 'use this root token ID (default: random)')
     .option('--data-dir <dir>', 'keep data here (default: a temporary folder removed on exit)')
     .option('--log-level <level>', 'log level (logs go to stderr)', 'info')
-    .action(action(async (o: { listen: string; rootToken?: string; dataDir?: string; logLevel: string }) => {
+    .option('--trust-domain <name>', 'trust domain of the workload CA', 'aegis.local')
+    .option('--tls', 'serve HTTPS with a self-made CA instead of HTTP (what `aegis agent` needs: it renews SVIDs over mutual TLS)')
+    .action(action(async (o: { listen: string; rootToken?: string; dataDir?: string; logLevel: string; trustDomain: string; tls?: boolean }) => {
       let host: string;
       try {
         host = parseAddress(o.listen).host;
       } catch (err) {
         throw new CliError((err as ConfigError).message, 2);
       }
-      if (!isLoopback(host)) throw new CliError(`the dev server serves plain HTTP and listens only on loopback; ${o.listen} is not`, 2);
+      if (!isLoopback(host)) throw new CliError(`the dev server listens only on loopback; ${o.listen} is not`, 2);
       const temp = !o.dataDir;
       const dataDir = o.dataDir ? resolve(o.dataDir) : mkdtempSync(join(tmpdir(), 'aegis-dev-'));
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -37,7 +39,7 @@ export function registerDev(program: Command): void {
 
       const cfg = defaultConfig(dataDir);
       cfg.listener.address = o.listen;
-      cfg.listener.tlsDisable = true;
+      cfg.listener.tlsDisable = !o.tls;
       cfg.storage.synchronous = 'normal';
       cfg.sealKeyFile = keyFile;
       const logger = createLogger(o.logLevel, pino.destination(2));
@@ -53,7 +55,7 @@ export function registerDev(program: Command): void {
       let unsealKey: string | null = null;
       const auditLog = join(dataDir, 'audit.log');
       if (!core.seal.initialized) {
-        const r = await core.initialize(1, 1, o.rootToken);
+        const r = await core.initialize(1, 1, { rootTokenId: o.rootToken, trustDomain: o.trustDomain });
         rootToken = r.rootToken;
         unsealKey = r.keys[0]!.toString('base64');
         await core.audit.enable({ name: 'file', type: 'file', description: 'dev audit log', options: { file_path: auditLog } });
@@ -65,19 +67,22 @@ export function registerDev(program: Command): void {
       const cli = rel.startsWith('..') ? BIN : `./${rel}`;
       // One write, so whoever reads the banner (a person, or a script waiting for it) gets it whole.
       const banner = [
-        'Aegis dev server is running. Do not use it in production: HTTP, one unseal key, data in a scratch folder.',
+        `Aegis dev server is running. Do not use it in production: ${o.tls ? 'a self-made TLS CA' : 'HTTP'}, one unseal key, data in a scratch folder.`,
         '',
         `  Address:     ${server.address}`,
+        ...(server.caFile ? [`  TLS CA:      ${server.caFile}`] : []),
         `  Root token:  ${rootToken ?? '(created on the first start of this data dir; pass --root-token to set one)'}`,
         ...(unsealKey ? [`  Unseal key:  ${unsealKey}   (auto-unsealed from ${keyFile})`] : []),
         `  Data dir:    ${dataDir}${temp ? '   (removed on exit)' : ''}`,
         `  Audit log:   ${auditLog}`,
         '',
         'Try, in another terminal:',
-        `  export AEGIS_ADDR=${server.address}${rootToken ? ` AEGIS_TOKEN=${rootToken}` : ''}`,
+        `  export AEGIS_ADDR=${server.address}${rootToken ? ` AEGIS_TOKEN=${rootToken}` : ''}${server.caFile ? ` AEGIS_CACERT=${server.caFile}` : ''}`,
         `  ${cli} kv put secret/hello who=world`,
         `  ${cli} kv get secret/hello`,
         `  ${cli} token create --policy default --ttl 1h`,
+        `  ${cli} identity join-token create --service web`,
+        `  ${cli} identity svid --join-token <token> --out ./web-svid`,
         `  ${cli} audit verify ${auditLog}`,
       ];
       process.stdout.write(`${banner.join('\n')}\n`);

@@ -1,11 +1,14 @@
 import { Command, CommanderError } from 'commander';
 import { AEGIS_VERSION } from '../core/seal/index.js';
+import { registerAgent } from './agent.js';
 import { registerAudit } from './audit.js';
 import { registerDev } from './dev.js';
 import { registerGeneric } from './generic.js';
+import { registerIdentity } from './identity.js';
 import { registerKv } from './kv.js';
 import { registerLogin } from './login.js';
 import { registerOperator } from './operator.js';
+import { registerPki } from './pki.js';
 import { registerPolicy } from './policy.js';
 import { registerSecrets } from './secrets.js';
 import { registerServer } from './server.js';
@@ -27,6 +30,9 @@ export function buildProgram(): Command {
   registerAudit(program);
   registerSecrets(program);
   registerKv(program);
+  registerIdentity(program);
+  registerPki(program);
+  registerAgent(program);
   registerGeneric(program);
   return program;
 }

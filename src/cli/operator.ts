@@ -21,8 +21,13 @@ export function registerOperator(program: Command): void {
     .description('initialize a new server: prints the unseal key shares and the initial root token, once')
     .option('--key-shares <n>', 'number of unseal key shares', '5')
     .option('--key-threshold <n>', 'shares needed to unseal', '3')
-    .action(action(async (o: CommonOptions & { keyShares: string; keyThreshold: string }) => {
-      const body = { secret_shares: wholeNumber(o.keyShares, '--key-shares'), secret_threshold: wholeNumber(o.keyThreshold, '--key-threshold') };
+    .option('--trust-domain <name>', 'trust domain of the workload CA', 'aegis.local')
+    .option('--ca-key-type <type>', 'CA key type: p256 or p384', 'p256')
+    .action(action(async (o: CommonOptions & { keyShares: string; keyThreshold: string; trustDomain: string; caKeyType: string }) => {
+      const body = {
+        secret_shares: wholeNumber(o.keyShares, '--key-shares'), secret_threshold: wholeNumber(o.keyThreshold, '--key-threshold'),
+        trust_domain: o.trustDomain, ca_key_type: o.caKeyType,
+      };
       const res = await client().ok('PUT', 'sys/init', { body, auth: false });
       const r = res.body as { keys: string[]; keys_base64: string[]; root_token: string };
       if (o.format === 'json') return printJson(r);
@@ -30,7 +35,7 @@ export function registerOperator(program: Command): void {
       say('');
       say(`Initial Root Token: ${r.root_token}`);
       say('');
-      say(`Aegis initialized with ${body.secret_shares} key shares and a key threshold of ${body.secret_threshold}.`);
+      say(`Aegis initialized with ${body.secret_shares} key shares and a key threshold of ${body.secret_threshold}; trust domain ${body.trust_domain}.`);
       say('These keys and this token are shown only now: distribute the shares to different trusted operators.');
       say(`Unseal with \`aegis operator unseal\` (${body.secret_threshold} times, one share each) unless an auto-unseal key file is configured.`);
     }));

@@ -1,6 +1,8 @@
 import { AuditBroker } from '../audit/index.js';
 import { TokenStore, createTokenBackend } from '../auth/index.js';
 import { PolicyEngine, PolicyStore } from '../policy/index.js';
+import { SecurityEvents } from '../detect/index.js';
+import { createIdentityBackend, IdentityService } from '../identity/index.js';
 import { createKvBackend } from '../secrets/index.js';
 import { createSysBackend } from '../sys/index.js';
 import type { Logger } from '../telemetry/index.js';
@@ -23,6 +25,14 @@ export interface CoreConfig {
   maxTtl?: number;
   /** How often expired tokens are swept (ms). */
   sweepIntervalMs?: number;
+  /** Trust domain of the workload CA made at init (default `aegis.local`). */
+  trustDomain?: string;
+}
+
+export interface InitOptions {
+  rootTokenId?: string;
+  trustDomain?: string;
+  caKeyType?: 'p256' | 'p384';
 }
 
 export interface InitResult {
@@ -47,6 +57,8 @@ export class Core {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly pipeline: Pipeline;
+  readonly events: SecurityEvents;
+  readonly identity: IdentityService;
   readonly defaultTtl: number;
   readonly maxTtl: number;
   private sweeper: NodeJS.Timeout | null = null;
@@ -68,9 +80,14 @@ export class Core {
     this.policies = new PolicyStore(this.barrier, this.engine, onStorageChange);
     this.metrics = new Metrics({ sealed: () => this.barrier.sealed, tokens: () => (this.barrier.sealed ? 0 : this.tokens.tokenCount) });
     this.audit = new AuditBroker(this.barrier, this.logger, (device) => this.metrics.auditFailures.inc({ device }));
+    this.events = new SecurityEvents(this.barrier.view('detect/'));
+    this.identity = new IdentityService({
+      store: this.barrier.view('identity/'), storage: this.storage, events: this.events, logger: this.logger, trustDomain: cfg.trustDomain ?? 'aegis.local',
+    });
     this.pipeline = new Pipeline({
       router: this.router, tokens: this.tokens, engine: this.engine, audit: this.audit, metrics: this.metrics,
       isSealed: () => this.barrier.sealed,
+      peerAuth: (req) => (this.identity.ca.ready ? this.identity.authenticatePeer(req) : Promise.resolve(null)),
     });
     this.mounts.register('kv', createKvBackend);
     const builtin = { uuid: '', description: '', options: {}, builtin: true };
@@ -80,6 +97,7 @@ export class Core {
       createTokenBackend({ tokens: this.tokens, engine: this.engine, defaultTtl: this.defaultTtl, maxTtl: this.maxTtl }),
       this.barrier,
     );
+    this.router.add({ ...builtin, path: 'identity/', type: 'identity', description: 'workload identity: CA, SVIDs, attestation' }, createIdentityBackend(this.identity, this.tokens), this.barrier.view('identity/'));
   }
 
   /** Reads the seal state and, when an auto-unseal key is configured, unseals. */
@@ -96,7 +114,9 @@ export class Core {
     return this.seal.status();
   }
 
-  async initialize(shares: number, threshold: number, rootTokenId?: string): Promise<InitResult> {
+  async initialize(shares: number, threshold: number, opts: InitOptions = {}): Promise<InitResult> {
+    const rootTokenId = opts.rootTokenId;
+    if (opts.trustDomain) this.identity.setInitialTrustDomain(opts.trustDomain, opts.caKeyType);
     const keys = await this.seal.initialize(shares, threshold);
     await this.afterUnseal();
     await this.mounts.enable('secret/', 'kv', 'key/value secret storage', { version: '2' });
@@ -132,6 +152,7 @@ export class Core {
       await this.tokens.setup();
       await this.policies.setup();
       await this.audit.setup();
+      await this.identity.setup();
       await this.mounts.setup();
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'setup after unseal failed; sealing again');
@@ -150,6 +171,7 @@ export class Core {
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
     await this.mounts.teardown();
+    this.identity.teardown();
     this.audit.teardown();
     this.policies.teardown();
     this.tokens.teardown();

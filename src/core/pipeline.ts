@@ -18,6 +18,11 @@ export interface PipelineDeps {
   audit: AuditBroker;
   metrics: Metrics;
   isSealed(): boolean;
+  /**
+   * Authenticates a request without a token by the certificate its client presented (an X.509-SVID over mutual
+   * TLS): the caller, null when no certificate was presented; throws PermissionDeniedError for a bad one.
+   */
+  peerAuth?: (req: Request) => Promise<Caller | null>;
 }
 
 export interface PipelineResult {
@@ -53,7 +58,7 @@ export class Pipeline {
         result = await this.exempt(req, match);
       } else {
         if (this.d.isSealed()) throw new SealedError();
-        result = await this.authorized(req, match);
+        result = match?.compiled?.route.login ? await this.login(req, match) : await this.authorized(req, match);
       }
     } catch (err) {
       const e = toClientError(err);
@@ -92,11 +97,20 @@ export class Pipeline {
     let caller: Caller | null = null;
     const record = (extra: Partial<AuditRecord>): AuditRecord => ({ type: 'request', req, caller, plain, mountType: match?.mounted.entry.type, ...extra });
 
-    // authn
-    if (!req.token) return this.deny(record({}), new PermissionDeniedError('permission denied: missing client token; send it in the X-Vault-Token header'));
-    const found = await this.d.tokens.lookup(req.token);
-    if (!found) return this.deny(record({}), new PermissionDeniedError('permission denied: invalid token (unknown, expired or revoked)'));
-    caller = toCaller(req.token, found.hash, found.entry);
+    // authn: a token, or else the client's SVID.
+    let found: Awaited<ReturnType<TokenStore['lookup']>> = null;
+    if (req.token) {
+      found = await this.d.tokens.lookup(req.token);
+      if (!found) return this.deny(record({}), new PermissionDeniedError('permission denied: invalid token (unknown, expired or revoked)'));
+      caller = toCaller(req.token, found.hash, found.entry);
+    } else {
+      try {
+        caller = (await this.d.peerAuth?.(req)) ?? null;
+      } catch (err) {
+        return this.deny(record({}), toClientError(err));
+      }
+      if (!caller) return this.deny(record({}), new PermissionDeniedError('permission denied: missing client token; send it in the X-Vault-Token header (or present an X.509-SVID over mutual TLS)'));
+    }
 
     // Field validation before the existence check and engine: a malformed request is refused the same way for all.
     let fields: Record<string, unknown> = {};
@@ -136,7 +150,7 @@ export class Pipeline {
 
     // Limited-use tokens: take one use now, atomically, after validation so a malformed request costs nothing;
     // the last use revokes the token.
-    if (found.entry.numUses > 0 && !(await this.d.tokens.use(found.hash, found.entry, found.version))) {
+    if (found && found.entry.numUses > 0 && !(await this.d.tokens.use(found.hash, found.entry, found.version))) {
       return this.deny(record({}), new PermissionDeniedError('permission denied: invalid token (its uses are exhausted)'));
     }
 
@@ -152,6 +166,32 @@ export class Pipeline {
       return { status: e.status, response: null, error: e };
     }
     if (res && warnings.length > 0) res.warnings = [...(res.warnings ?? []), ...warnings];
+    const status = statusOf(res);
+    await this.d.audit.log(record({ type: 'response', status, response: res ?? undefined }));
+    return { status, response: res, error: null };
+  }
+
+  /** Routes that carry their own credential (attestation) or serve public data: no token, no Cedar, still audited. */
+  private async login(req: Request, match: RouteMatch): Promise<PipelineResult> {
+    const route = match.compiled!.route;
+    const record = (extra: Partial<AuditRecord>): AuditRecord => ({ type: 'request', req, caller: null, plain: plainFields(route), mountType: match.mounted.entry.type, ...extra });
+    const handler = handlerFor(route, req.operation);
+    if (!handler) return this.deny(record({}), new UnsupportedOperationError(`unsupported operation: ${req.operation} is not available on ${req.path}`));
+    let fields: Record<string, unknown>;
+    try {
+      fields = parseFields(route.fields ?? {}, req.data).fields;
+    } catch (err) {
+      return this.deny(record({}), toClientError(err));
+    }
+    await this.d.audit.log(record({}));
+    let res: Response | null;
+    try {
+      res = (await handler({ req, params: match.params, fields, store: match.mounted.store, relPath: match.relPath, mountPath: match.mounted.entry.path, caller: null })) ?? null;
+    } catch (err) {
+      const e = toClientError(err);
+      await this.d.audit.log(record({ type: 'response', status: e.status, error: e.message }));
+      return { status: e.status, response: null, error: e };
+    }
     const status = statusOf(res);
     await this.d.audit.log(record({ type: 'response', status, response: res ?? undefined }));
     return { status, response: res, error: null };

@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import type { SecureStore } from './barrier/index.js';
 import type { FieldSpecs } from './fields.js';
 
@@ -10,6 +11,8 @@ export const ACTIONS: readonly Action[] = ['read', 'create', 'update', 'delete',
 
 export interface ClientInfo {
   address: string;
+  /** The certificate the client presented in a mutual TLS handshake (not yet verified: authn decides), if any. */
+  peerCertificate?: () => X509Certificate | null;
 }
 
 /** One API call, whatever the transport: the unit the pipeline authenticates, authorizes and audits. */
@@ -93,6 +96,11 @@ export interface Route {
   sudo?: boolean;
   /** Answers without a token and without audit; only seal/health endpoints may set this. */
   unauthenticated?: boolean;
+  /**
+   * Needs no token: the credential is in the request itself (attestation, Vault's `login` paths) or the data is
+   * public by nature (trust bundles, CRLs, JWKS). Still audited, request and response, and refused while sealed.
+   */
+  login?: boolean;
   /** Decides create vs update for writes (Vault's ExistenceCheck). Without it a write is `update`. */
   exists?: (ctx: HandlerContext) => Promise<boolean>;
   /** Request/response fields logged in clear by audit; every other string value is HMACed. */

@@ -22,4 +22,24 @@ permit (principal, action == Aegis::Action::"update", resource == Aegis::Path::"
 permit (principal, action == Aegis::Action::"update", resource == Aegis::Path::"sys/capabilities-self");
 `;
 
-export const BUILTIN_NAMES = ['root', 'default'] as const;
+// Carried by callers authenticated as a workload (an X.509-SVID over mutual TLS, or a token from attestation):
+// get and renew their own SVIDs and JWT-SVIDs, and read what a proxy needs. The SPIFFE ID is never chosen by the
+// caller: handlers take it from the attested identity (entity_id), which nothing in the API can set.
+export const WORKLOAD_POLICY = `@id("workload-svid")
+permit (principal, action in [Aegis::Action::"create", Aegis::Action::"update"], resource == Aegis::Path::"identity/svid")
+when { principal.entity_id like "spiffe://*" };
+
+@id("workload-jwt-svid")
+permit (principal, action in [Aegis::Action::"create", Aegis::Action::"update"], resource == Aegis::Path::"identity/jwt-svid")
+when { principal.entity_id like "spiffe://*" };
+
+@id("workload-jwt-validate")
+permit (principal, action in [Aegis::Action::"create", Aegis::Action::"update"], resource == Aegis::Path::"identity/jwt-svid/validate")
+when { principal.entity_id like "spiffe://*" };
+
+@id("workload-revocations")
+permit (principal, action == Aegis::Action::"read", resource == Aegis::Path::"identity/revocations")
+when { principal.entity_id like "spiffe://*" };
+`;
+
+export const BUILTIN_NAMES = ['root', 'default', 'workload'] as const;

@@ -1,6 +1,6 @@
 import type { SecureStore } from '../core/barrier/index.js';
 import { BadRequestError, NotFoundError } from '../core/errors.js';
-import { DEFAULT_POLICY, ROOT_POLICY } from './builtin.js';
+import { DEFAULT_POLICY, ROOT_POLICY, WORKLOAD_POLICY } from './builtin.js';
 import { PolicyEngine, type PolicyDoc } from './engine.js';
 
 const PREFIX = 'sys/policy/cedar/';
@@ -49,12 +49,13 @@ export class PolicyStore {
 
   async list(): Promise<string[]> {
     const stored = await this.store.list(PREFIX);
-    return [...new Set(['default', 'root', ...stored])].sort();
+    return [...new Set(['default', 'root', 'workload', ...stored])].sort();
   }
 
   async read(name: string): Promise<{ name: string; policy: string; builtin: boolean; created?: string; updated?: string }> {
     const n = normalisePolicyName(name);
     if (n === 'root') return { name: n, policy: ROOT_POLICY, builtin: true };
+    if (n === 'workload') return { name: n, policy: WORKLOAD_POLICY, builtin: true };
     const found = await this.store.getJson<StoredPolicy>(PREFIX + n);
     if (found) return { ...found.value, builtin: n === 'default' };
     if (n === 'default') return { name: n, policy: DEFAULT_POLICY, builtin: true };
@@ -63,7 +64,7 @@ export class PolicyStore {
 
   async write(name: string, text: string): Promise<void> {
     const n = normalisePolicyName(name);
-    if (n === 'root') throw new BadRequestError('the root policy cannot be changed');
+    if (n === 'root' || n === 'workload') throw new BadRequestError(`the ${n} policy cannot be changed (it is built in)`);
     if (text.length > 128 * 1024) throw new BadRequestError('policy is larger than 128 KiB');
     PolicyEngine.compile({ name: n, text });
     const now = new Date().toISOString();
@@ -74,17 +75,17 @@ export class PolicyStore {
 
   async delete(name: string): Promise<void> {
     const n = normalisePolicyName(name);
-    if (n === 'root' || n === 'default') throw new BadRequestError(`the ${n} policy cannot be deleted`);
+    if (n === 'root' || n === 'default' || n === 'workload') throw new BadRequestError(`the ${n} policy cannot be deleted`);
     if ((await this.store.delete(PREFIX + n)) === null) throw new NotFoundError(`no policy named "${n}"`);
     await this.applied();
   }
 
   async docs(): Promise<PolicyDoc[]> {
-    const docs: PolicyDoc[] = [{ name: 'root', text: ROOT_POLICY }];
+    const docs: PolicyDoc[] = [{ name: 'root', text: ROOT_POLICY }, { name: 'workload', text: WORKLOAD_POLICY }];
     let hasDefault = false;
     for (const name of await this.store.list(PREFIX)) {
       const p = await this.store.getJson<StoredPolicy>(PREFIX + name);
-      if (!p) continue;
+      if (!p || name === 'workload') continue;
       if (name === 'default') hasDefault = true;
       docs.push({ name, text: p.value.policy });
     }

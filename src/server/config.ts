@@ -23,6 +23,8 @@ export interface ServerConfig {
   defaultTtl: number;
   maxTtl: number;
   logLevel: string;
+  /** The URL clients reach this server at (JWT-SVID issuer, OIDC discovery); default: the listener's address. */
+  apiAddr: string | null;
 }
 
 export class ConfigError extends Error {
@@ -32,7 +34,7 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP = ['listener', 'storage', 'data_dir', 'seal', 'max_request_bytes', 'request_timeout', 'rate_limit', 'default_lease_ttl', 'max_lease_ttl', 'log_level'];
+const TOP = ['listener', 'storage', 'data_dir', 'seal', 'max_request_bytes', 'request_timeout', 'rate_limit', 'default_lease_ttl', 'max_lease_ttl', 'log_level', 'api_addr'];
 
 export function defaultConfig(dataDir: string): ServerConfig {
   return {
@@ -46,6 +48,7 @@ export function defaultConfig(dataDir: string): ServerConfig {
     defaultTtl: 768 * 3600,
     maxTtl: 768 * 3600,
     logLevel: 'info',
+    apiAddr: null,
   };
 }
 
@@ -126,6 +129,11 @@ export function parseConfig(json: unknown, baseDir: string): ServerConfig {
     const lv = str(doc.log_level, 'log_level');
     if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(lv)) throw new ConfigError('log_level must be one of error, warn, info, debug, trace, silent');
     cfg.logLevel = lv;
+  }
+  if (doc.api_addr !== undefined) {
+    const a = str(doc.api_addr, 'api_addr');
+    if (!/^https?:\/\/[^/?#\s]+$/.test(a)) throw new ConfigError(`api_addr "${a}": give the scheme, host and port only, e.g. https://aegis.example.com:8200`);
+    cfg.apiAddr = a;
   }
   return cfg;
 }

@@ -1,7 +1,8 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type X509Certificate } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Core } from '../core/core.js';
 import type { PipelineResult } from '../core/pipeline.js';
@@ -88,6 +89,13 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
     },
   });
 
+  // OIDC discovery lives at the server's root (OpenID Connect Discovery §4), so outside systems can federate with
+  // JWT-SVIDs: served by the identity engine through the same pipeline.
+  app.get('/.well-known/openid-configuration', async (req, reply) => {
+    const request = toRequest(req, 'identity/.well-known/openid-configuration');
+    return send(reply, await opts.core.handle(request), false, request.id);
+  });
+
   app.setNotFoundHandler((req, reply) => {
     if (req.url.startsWith('/v1/')) {
       reply.code(405).header('allow', SUPPORTED_METHODS).type('application/json').send(errorBody([`unsupported method ${req.method}: use ${SUPPORTED_METHODS}`]));
@@ -130,7 +138,10 @@ function makeServer(handler: (req: IncomingMessage, res: ServerResponse) => void
   // (slowloris) would hold its connection that long whatever the timeouts say, so check at a tenth of them.
   const timing = { connectionsCheckingInterval: Math.max(100, Math.min(opts.requestTimeoutMs, 10_000) / 10) };
   const server: Server = opts.tls
-    ? createHttpsServer({ ...timing, cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS, honorCipherOrder: true, ALPNProtocols: ['http/1.1'] }, handler)
+    ? createHttpsServer({ ...timing, cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2',
+      // Workloads authenticate with their X.509-SVID (renewal, JWT-SVIDs): ask for a certificate, never require one;
+      // the pipeline's authn verifies what was presented.
+      requestCert: true, rejectUnauthorized: false, ciphers: TLS12_CIPHERS, honorCipherOrder: true, ALPNProtocols: ['http/1.1'] }, handler)
     : createHttpServer(timing, handler);
   server.requestTimeout = opts.requestTimeoutMs;
   server.headersTimeout = Math.min(opts.requestTimeoutMs, 10_000);
@@ -164,13 +175,13 @@ function parseJsonBody(body: Buffer): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-function toRequest(req: FastifyRequest): Request {
+function toRequest(req: FastifyRequest, fixedPath?: string): Request {
   const url = req.raw.url ?? '';
   const q = url.indexOf('?');
   const rawPath = (q === -1 ? url : url.slice(0, q)).slice('/v1/'.length);
   let path: string;
   try {
-    path = decodeURIComponent(rawPath);
+    path = fixedPath ?? decodeURIComponent(rawPath);
   } catch {
     throw new HttpError(400, 'invalid path: bad percent-encoding');
   }
@@ -203,7 +214,22 @@ function toRequest(req: FastifyRequest): Request {
     // Refuse rather than silently return an unwrapped secret to a client that asked for wrapping.
     throw new HttpError(400, 'response wrapping (X-Vault-Wrap-TTL) is not supported by this server yet');
   }
-  return { id: randomUUID(), operation, path, data, token: tokenOf(req), client: { address: req.socket.remoteAddress ?? '' } };
+  const socket = req.socket as unknown as FramedConnection;
+  const client: Request['client'] = { address: req.socket.remoteAddress ?? '' };
+  if (socket.encrypted) client.peerCertificate = () => peerCertificate(socket.socket as TLSSocket);
+  return { id: randomUUID(), operation, path, data, token: tokenOf(req), client };
+}
+
+const peerCerts = new WeakMap<TLSSocket, X509Certificate | null>();
+
+/** The client's certificate, parsed once per connection (it cannot change within one). */
+function peerCertificate(socket: TLSSocket): X509Certificate | null {
+  let cert = peerCerts.get(socket);
+  if (cert === undefined) {
+    cert = socket.getPeerX509Certificate() ?? null;
+    peerCerts.set(socket, cert);
+  }
+  return cert;
 }
 
 function tokenOf(req: FastifyRequest): string | null {

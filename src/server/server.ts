@@ -44,6 +44,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   const bound = app.server.address() as AddressInfo;
   const shownHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
   const address = `${tls ? 'https' : 'http'}://${shownHost}:${bound.port}`;
+  core.identity.issuerUrl = cfg.apiAddr ?? address;
   const onHup = () => {
     logger.info('SIGHUP: reopening audit devices');
     void core.audit.reopen();

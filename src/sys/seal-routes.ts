@@ -1,3 +1,4 @@
+import { validateTrustDomain } from '../identity/spiffe-id.js';
 import type { Core } from '../core/core.js';
 import { BadRequestError } from '../core/errors.js';
 import type { Route } from '../core/request.js';
@@ -53,6 +54,8 @@ export function sealRoutes(core: Core): Route[] {
         secret_shares: { type: 'int', description: 'how many unseal key shares to make', min: 1, max: 255 },
         secret_threshold: { type: 'int', description: 'how many shares unseal', min: 1, max: 255 },
         root_token_id: { type: 'string', description: 'use this ID for the root token (dev and tests)', max: 256 },
+        trust_domain: { type: 'string', description: 'trust domain of the workload CA (default aegis.local)', max: 255 },
+        ca_key_type: { type: 'string', description: 'CA key type: p256 (default) or p384', max: 8 },
       },
       operations: {
         read: async () => ({ bare: { initialized: core.sealStatus().initialized } }),
@@ -60,7 +63,12 @@ export function sealRoutes(core: Core): Route[] {
           if (fields.secret_shares === undefined || fields.secret_threshold === undefined) {
             throw new BadRequestError('secret_shares and secret_threshold are required (e.g. 5 and 3)');
           }
-          const r = await core.initialize(fields.secret_shares as number, fields.secret_threshold as number, fields.root_token_id as string | undefined);
+          const keyType = fields.ca_key_type as string | undefined;
+          if (keyType !== undefined && keyType !== 'p256' && keyType !== 'p384') throw new BadRequestError(`ca_key_type "${keyType}": use p256 or p384`);
+          if (fields.trust_domain !== undefined) validateTrustDomain(fields.trust_domain as string);
+          const r = await core.initialize(fields.secret_shares as number, fields.secret_threshold as number, {
+            rootTokenId: fields.root_token_id as string | undefined, trustDomain: fields.trust_domain as string | undefined, caKeyType: keyType,
+          });
           return { bare: { keys: r.keys.map((k) => k.toString('hex')), keys_base64: r.keys.map((k) => k.toString('base64')), root_token: r.rootToken } };
         },
       },

@@ -4,6 +4,12 @@ import type { Operation } from '../../src/core/request.js';
 import { startTestServer, type InProcessServer } from '../helpers/server.js';
 
 const EXEMPT = ['sys/health', 'sys/init', 'sys/seal-status', 'sys/unseal'];
+// Need no token but are audited: attestation (the credential is in the request, like Vault's login paths) and
+// trust material outside tools fetch (bundles, CRLs, JWKS, OIDC discovery). Adding one must be deliberate.
+const LOGIN = [
+  'identity/.well-known/openid-configuration', 'identity/attest/join-token', 'identity/attest/jwt', 'identity/bundle', 'identity/bundle/spiffe',
+  'identity/crl', 'identity/crl/pem', 'identity/jwks',
+];
 
 function concrete(mount: string, pattern: string): string {
   const path = pattern.split('/').map((seg) => (/^:\w+[*+]$/.test(seg) ? 'x/y' : seg.startsWith(':') ? 'x' : seg)).join('/');
@@ -35,11 +41,20 @@ describe('no route bypasses authorization', () => {
     assert.deepEqual(open.sort(), EXEMPT);
   });
 
+  it('the routes that need no token are exactly the attestation and public trust-material routes', async () => {
+    const login = s.core.router.all().flatMap((m) => m.routes.filter((r) => r.route.login).map((r) => m.entry.path + r.route.pattern));
+    assert.deepEqual(login.sort(), LOGIN);
+    // Attestation without its credential is refused.
+    assert.equal((await s.api('POST', 'identity/attest/join-token', { token: null, body: {} })).status, 400);
+    assert.equal((await s.api('POST', 'identity/attest/join-token', { token: null, body: { join_token: 'aegis-join.nope' } })).status, 403);
+    assert.equal((await s.api('POST', 'identity/attest/jwt', { token: null, body: { attestor: 'none', jwt: 'x.y.z' } })).status, 404);
+  });
+
   it('every registered route and operation answers 403 to a valid token that has no policy, and to no token', async () => {
     let checked = 0;
     for (const m of s.core.router.all()) {
       for (const { route } of m.routes) {
-        if (route.unauthenticated) continue;
+        if (route.unauthenticated || route.login) continue;
         for (const op of Object.keys(route.operations) as Operation[]) {
           const path = concrete(m.entry.path, route.pattern);
           const { method, query } = httpOf(op);
@@ -62,7 +77,7 @@ describe('no route bypasses authorization', () => {
     const allowed: string[] = [];
     for (const m of s.core.router.all()) {
       for (const { route } of m.routes) {
-        if (route.unauthenticated) continue;
+        if (route.unauthenticated || route.login) continue;
         for (const op of Object.keys(route.operations) as Operation[]) {
           const path = concrete(m.entry.path, route.pattern);
           // revoke-self would end this token mid-sweep: it is checked last, below.

@@ -183,7 +183,7 @@ export function createTokenBackend(cfg: TokenBackendConfig): Backend {
   return { type: 'token', routes };
 }
 
-function authResult(token: string, e: TokenEntry): AuthResult {
+export function authResult(token: string, e: TokenEntry): AuthResult {
   return {
     client_token: token,
     accessor: e.accessor,

@@ -43,6 +43,8 @@ export interface CreateTokenInput {
   path: string;
   /** Seconds from creation beyond which renewal cannot go when there is no explicit max (the system max TTL); defaults to `ttl`. */
   maxTtl?: number;
+  /** The attested identity (a SPIFFE ID) the token stands for; set only by attestation, never from API input. */
+  entityId?: string;
 }
 
 const P = {
@@ -124,7 +126,7 @@ export class TokenStore {
       numUses: input.numUses,
       renewable: input.renewable && input.ttl > 0,
       path: input.path,
-      entityId: '',
+      entityId: input.entityId ?? '',
     };
     const hash = this.hash(token);
     const ops: SecureTxnOp[] = [

@@ -1,0 +1,1 @@
+export { SecurityEvents, type SecurityEvent, type StoredEvent } from './events.js';

@@ -1,0 +1,87 @@
+import type { SecureStore, SecureTxnOp } from '../core/barrier/index.js';
+import { idKey, serialKey } from './revocations.js';
+
+// Every issued certificate is recorded (Vault's `pki/cert/:serial`; revoking a SPIFFE ID must find its serials
+// for the CRL). Issuing thousands per second would mean thousands of fsyncs, so records are written in groups:
+// all records asked for in one event-loop turn go into one transaction, and each caller waits for its commit
+// before the certificate leaves the server (a certificate is never handed out unrecorded).
+
+const CERTS = 'certs/';
+const BY_ID = 'certs-by-id/';
+
+export interface CertRecord {
+  serial_number: string;
+  spiffe_id: string | null;
+  certificate: string;
+  issuer_id: number;
+  not_after: string;
+  revoked_at?: string;
+}
+
+export class CertRecords {
+  private pending: { record: CertRecord; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private scheduled = false;
+
+  constructor(private readonly store: SecureStore) {}
+
+  add(record: CertRecord): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ record, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  async get(serial: string): Promise<CertRecord | null> {
+    const got = await this.store.get(CERTS + serialKey(serial));
+    return got ? (JSON.parse(got.value.toString('utf8')) as CertRecord) : null;
+  }
+
+  async markRevoked(serial: string, revokedAt: string): Promise<void> {
+    const rec = await this.get(serial);
+    if (!rec) return;
+    await this.store.put(CERTS + serialKey(serial), { ...rec, revoked_at: revokedAt });
+  }
+
+  async list(): Promise<string[]> {
+    return this.store.list(CERTS);
+  }
+
+  /** Serials issued to `spiffeId` (hex keys). */
+  async serialsOf(spiffeId: string): Promise<string[]> {
+    return this.store.list(`${BY_ID}${idKey(spiffeId)}/`);
+  }
+
+  /** Deletes records of certificates expired before `now` (Vault's tidy). */
+  async tidy(now = Date.now()): Promise<number> {
+    let removed = 0;
+    for (const serial of await this.list()) {
+      const rec = await this.get(serial);
+      if (!rec || Date.parse(rec.not_after) > now) continue;
+      const ops: SecureTxnOp[] = [{ type: 'delete', key: CERTS + serial }];
+      if (rec.spiffe_id) ops.push({ type: 'delete', key: `${BY_ID}${idKey(rec.spiffe_id)}/${serial}` });
+      await this.store.txn(ops);
+      removed += 1;
+    }
+    return removed;
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending.splice(0);
+    this.scheduled = false;
+    const ops: SecureTxnOp[] = [];
+    for (const { record } of batch) {
+      const key = serialKey(record.serial_number);
+      ops.push({ type: 'put', key: CERTS + key, value: record });
+      if (record.spiffe_id) ops.push({ type: 'put', key: `${BY_ID}${idKey(record.spiffe_id)}/${key}`, value: Buffer.alloc(0) });
+    }
+    try {
+      await this.store.txn(ops);
+      for (const p of batch) p.resolve();
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    }
+  }
+}
