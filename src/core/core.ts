@@ -2,7 +2,7 @@ import { AuditBroker } from '../audit/index.js';
 import { TokenStore, createTokenBackend } from '../auth/index.js';
 import { PolicyEngine, PolicyStore } from '../policy/index.js';
 import { SecurityEvents } from '../detect/index.js';
-import { createIdentityBackend, IdentityService } from '../identity/index.js';
+import { createIdentityBackend, createPkiBackend, IdentityService } from '../identity/index.js';
 import { createKvBackend } from '../secrets/index.js';
 import { createSysBackend } from '../sys/index.js';
 import type { Logger } from '../telemetry/index.js';
@@ -27,6 +27,8 @@ export interface CoreConfig {
   sweepIntervalMs?: number;
   /** Trust domain of the workload CA made at init (default `aegis.local`). */
   trustDomain?: string;
+  /** Worker threads for SVID issuance (0, the default here, issues on the main thread). */
+  issueWorkers?: number;
 }
 
 export interface InitOptions {
@@ -83,6 +85,7 @@ export class Core {
     this.events = new SecurityEvents(this.barrier.view('detect/'));
     this.identity = new IdentityService({
       store: this.barrier.view('identity/'), storage: this.storage, events: this.events, logger: this.logger, trustDomain: cfg.trustDomain ?? 'aegis.local',
+      issueWorkers: cfg.issueWorkers ?? 0,
     });
     this.pipeline = new Pipeline({
       router: this.router, tokens: this.tokens, engine: this.engine, audit: this.audit, metrics: this.metrics,
@@ -90,6 +93,7 @@ export class Core {
       peerAuth: (req) => (this.identity.ca.ready ? this.identity.authenticatePeer(req) : Promise.resolve(null)),
     });
     this.mounts.register('kv', createKvBackend);
+    this.mounts.register('pki', (ctx) => createPkiBackend(ctx, this.identity, { defaultTtl: this.defaultTtl, maxTtl: this.maxTtl }));
     const builtin = { uuid: '', description: '', options: {}, builtin: true };
     this.router.add({ ...builtin, path: 'sys/', type: 'system', description: 'system endpoints' }, createSysBackend(this), this.barrier);
     this.router.add(
@@ -120,6 +124,7 @@ export class Core {
     const keys = await this.seal.initialize(shares, threshold);
     await this.afterUnseal();
     await this.mounts.enable('secret/', 'kv', 'key/value secret storage', { version: '2' });
+    await this.mounts.enable('pki/', 'pki', 'Vault-compatible PKI over the trust domain CA');
     const root = await this.tokens.create({
       id: rootTokenId, policies: ['root'], parent: null, ttl: 0, explicitMaxTtl: 0, numUses: 0, renewable: false,
       displayName: 'root', path: 'auth/token/root',

@@ -203,8 +203,8 @@ export class CaManager {
       const cross = await signCaCertificate(previous, { name: loaded.cert.subject, publicKey: loaded.cert.publicKey }, {
         trustDomain: s.trustDomain, notBefore: new Date(Date.now() - BACKDATE_MS), notAfter: loaded.notAfter,
       });
+      // Not put into this.roots here: the live maps change only by load() after the write commits.
       s.roots.push({ id, material, crossPem: cross.toString('pem') });
-      this.roots.set(id, loaded);
       const interId = Math.max(...s.intermediates.map((i) => i.id)) + 1;
       const inter = await createIntermediate(loaded, this.spec(s, `Aegis Intermediate CA ${interId}`, INTERMEDIATE_TTL_MS));
       s.intermediates.push({ id: interId, rootId: id, material: inter });
@@ -217,11 +217,14 @@ export class CaManager {
   }
 
   private async update(change: (s: CaState) => Promise<void>): Promise<CaStatus> {
+    // The write must hold only if the CA is still the one this change was made from: the version is taken with
+    // the copy, not after the (slow, key-generating) change, when a concurrent rotation may have loaded its own.
+    const base = this.version;
     const s = structuredClone(this.must());
     await change(s);
     s.sequence += 1;
     try {
-      const version = await this.store.txn([{ type: 'check', key: CA_KEY, version: this.version }, { type: 'put', key: CA_KEY, value: s }]);
+      const version = await this.store.txn([{ type: 'check', key: CA_KEY, version: base }, { type: 'put', key: CA_KEY, value: s }]);
       await this.load(s, version);
     } catch (err) {
       if (err instanceof TxnConflictError) throw new BadRequestError('the CA changed while rotating (another rotation ran at the same time); retry');

@@ -30,13 +30,19 @@ export const MAX_CSR_BYTES = 16 * 1024;
 const PEM_LABEL = 'CERTIFICATE REQUEST';
 const id_extensionRequest = '1.2.840.113549.1.9.14'; // PKCS#9
 
-interface Curve { keyType: LeafKeyType; crv: 'P-256' | 'P-384'; pointLength: number; spkiPrefix: Buffer }
+interface Curve { keyType: LeafKeyType; crv: 'P-256' | 'P-384'; pointLength: number; spkiPrefix: Buffer; parametersDer: Buffer }
 
 // SubjectPublicKeyInfo DER up to the BIT STRING's first content byte: SEQUENCE { SEQUENCE { id-ecPublicKey, curve },
 // BIT STRING (0 unused bits) }. The uncompressed point (04 || X || Y) follows.
 const CURVES: Record<string, Curve> = {
-  [id_secp256r1]: { keyType: 'p256', crv: 'P-256', pointLength: 65, spkiPrefix: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex') },
-  [id_secp384r1]: { keyType: 'p384', crv: 'P-384', pointLength: 97, spkiPrefix: Buffer.from('3076301006072a8648ce3d020106052b81040022036200', 'hex') },
+  [id_secp256r1]: {
+    keyType: 'p256', crv: 'P-256', pointLength: 65,
+    spkiPrefix: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex'), parametersDer: Buffer.from('06082a8648ce3d030107', 'hex'),
+  },
+  [id_secp384r1]: {
+    keyType: 'p384', crv: 'P-384', pointLength: 97,
+    spkiPrefix: Buffer.from('3076301006072a8648ce3d020106052b81040022036200', 'hex'), parametersDer: Buffer.from('06052b81040022', 'hex'),
+  },
 };
 
 /** The SPKI DER prefix for a key type (the point follows it). */
@@ -83,7 +89,7 @@ export function parseCsr(input: string | Buffer, opts: ParseCsrOptions = {}): Pa
   try {
     csr = AsnParser.parse(der, CertificationRequest);
   } catch (err) {
-    bad(`CSR is not a valid PKCS#10 certification request: ${(err as Error).message}`);
+    bad(`CSR is not a valid PKCS#10 certification request: ${String((err as Error)?.message ?? err).slice(0, 200)}`);
   }
   const info = csr.certificationRequestInfo;
   if (info.version !== 0) bad(`CSR has version ${info.version}; PKCS#10 defines only version 1 (0)`);
@@ -188,6 +194,9 @@ function keyCurve(algorithm: string, parameters: ArrayBuffer | null | undefined)
     bad(`unsupported key type ${KEY_ALGORITHM_NAMES[algorithm] ?? algorithm}: only EC P-256 and P-384 keys are accepted`);
   }
   if (!parameters) bad('CSR EC key has no curve parameters: only the named curves P-256 and P-384 are accepted');
+  // Fast path: the parameters are almost always exactly one of the two named-curve OIDs.
+  const params = Buffer.from(parameters);
+  for (const c of Object.values(CURVES)) if (params.equals(c.parametersDer)) return c;
   let namedCurve: string | undefined;
   try {
     namedCurve = AsnParser.parse(parameters, ECParameters).namedCurve;

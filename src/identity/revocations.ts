@@ -1,4 +1,5 @@
 import type { SecureStore } from '../core/barrier/index.js';
+import { SealedError } from '../core/errors.js';
 
 // The revocation list: serials and whole SPIFFE IDs. Held in memory (every TLS peer check reads it), loaded
 // at unseal and kept current from the storage change feed, so a revocation made on any server reaches this
@@ -41,6 +42,8 @@ export class Revocations {
   private serials = new Map<string, RevokedSerial>();
   private ids = new Map<string, RevokedId>();
   private index = 0;
+  /** False from teardown (seal) to the next setup: the maps are empty then, which must never read as "nothing revoked". */
+  private loaded = false;
   private waiters = new Set<() => void>();
   private listeners = new Set<() => void>();
 
@@ -51,11 +54,14 @@ export class Revocations {
     this.ids.clear();
     for (const k of await this.store.list(SERIALS)) await this.refresh(SERIALS + k);
     for (const k of await this.store.list(IDS)) await this.refresh(IDS + k);
+    this.loaded = true;
   }
 
   teardown(): void {
+    this.loaded = false;
     this.serials.clear();
     this.ids.clear();
+    // Blocked watchers are released now; view() then refuses them (sealed) instead of answering an empty list.
     this.wake();
   }
 
@@ -90,6 +96,7 @@ export class Revocations {
   }
 
   view(): RevocationView {
+    if (!this.loaded) throw new SealedError();
     return {
       index: this.index,
       serials: this.liveSerials().sort((a, b) => a.serial_number.localeCompare(b.serial_number)),
@@ -99,14 +106,14 @@ export class Revocations {
 
   /** Resolves when the index passes `index`, or after `waitMs`, whichever comes first (a Consul-style blocking query). */
   async waitPast(index: number, waitMs: number): Promise<void> {
-    if (this.index > index || waitMs <= 0) return;
+    if (this.index > index || waitMs <= 0 || !this.loaded) return;
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.waiters.delete(check);
         resolve();
       };
-      const check = () => { if (this.index > index) done(); };
+      const check = () => { if (this.index > index || !this.loaded) done(); };
       const timer = setTimeout(done, waitMs);
       this.waiters.add(check);
     });

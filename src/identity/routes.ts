@@ -64,7 +64,7 @@ export function identityRoutes(id: IdentityService, issueToken: WorkloadTokenIss
       throw err;
     }
     await id.event({ type, outcome: 'success', subject: spiffeId, client_ip: clientIp(ctx.req), details: { ...extra(), ...(svid ? { serial_number: svid.serial_number } : {}) } });
-    const ttl = svid ? svid.expiration - Math.floor(Date.now() / 1000) : (ctx.fields.ttl as number | undefined) || 3600;
+    const ttl = svid ? svid.expiration - Math.floor(Date.now() / 1000) : id.checkSvidTtl(ctx.fields.ttl as number | undefined);
     const auth = await issueToken(spiffeId, ttl, `${ctx.mountPath}${ctx.relPath}`);
     return { data: svid ? svidData(svid) : { spiffe_id: spiffeId }, auth };
   }
@@ -92,7 +92,7 @@ export function identityRoutes(id: IdentityService, issueToken: WorkloadTokenIss
       operations: { read: async () => ({ raw: { contentType: 'application/pkix-crl', body: (await id.crlsDer())[0]! } }) },
     },
     {
-      pattern: 'crl/pem', summary: 'the CRLs of every live intermediate (PEM)', login: true,
+      pattern: 'crl/pem', summary: 'the CRLs of every live intermediate and root (PEM): what a verifier checking whole chains needs', login: true,
       operations: { read: async () => ({ raw: { contentType: 'application/x-pem-file', body: (await id.crlsDer()).map((d) => toPem(d, 'X509 CRL')).join('') } }) },
     },
 

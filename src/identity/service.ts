@@ -7,12 +7,13 @@ import type { SecurityEvent, SecurityEvents } from '../detect/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { JoinTokens } from './attest/join-tokens.js';
 import { JwtAttestor, validateIssuerConfig, type JwtIssuerConfig } from './attest/jwt-attestor.js';
-import { CaManager, type Issuer } from './ca.js';
-import { createCrl, type CaKeyType } from './ca-certs.js';
+import { CaManager } from './ca.js';
+import { createCrl, type CaKeyType, type LoadedCa } from './ca-certs.js';
 import { CertRecords } from './cert-records.js';
 import { parseCsr, type ParsedCsr } from './csr.js';
 import { jwtBundle, signJwtSvid, validateJwtSvid } from './jwt-svid.js';
-import { formatSerial, LeafBuilder } from './leaf-builder.js';
+import { IssuePool } from './issue-pool.js';
+import { formatSerial } from './leaf-builder.js';
 import { toPem } from './pem.js';
 import { Revocations, serialKey } from './revocations.js';
 import { parseSpiffeId, workloadSpiffeId } from './spiffe-id.js';
@@ -43,6 +44,8 @@ export interface IdentityDeps {
   /** The trust domain a new CA is made for (first unseal after init); an existing CA keeps its own. */
   trustDomain: string;
   keyType?: CaKeyType;
+  /** Worker threads that verify CSRs and sign leaves (0: on the main thread). Started on first use. */
+  issueWorkers?: number;
 }
 
 /**
@@ -55,10 +58,10 @@ export class IdentityService {
   readonly records: CertRecords;
   readonly joinTokens: JoinTokens;
   readonly events: SecurityEvents;
-  private readonly leaves = new LeafBuilder();
+  private pool: IssuePool | null = null;
   private readonly attestors = new Map<string, JwtAttestor>();
   private readonly verifiedPeers = new WeakMap<X509Certificate, { spiffeId: string; serial: string; notAfter: number }>();
-  private crls = new Map<number, { der: Buffer; index: number; madeAt: number }>();
+  private crls = new Map<string, { der: Buffer; index: number; madeAt: number }>();
   private unsubscribe: (() => void) | null = null;
   /** This server's public URL (the JWT-SVID issuer and OIDC discovery base), once known. */
   issuerUrl: string | null = null;
@@ -93,6 +96,8 @@ export class IdentityService {
   }
 
   teardown(): void {
+    void this.pool?.close();
+    this.pool = null;
     this.unsubscribe?.();
     this.unsubscribe = null;
     this.ca.teardown();
@@ -129,12 +134,15 @@ export class IdentityService {
   /** Signs a workload's CSR for `spiffeId` (the attested identity; the CSR never decides it). */
   async issueSvid(spiffeId: string, csr: unknown, ttlSeconds: number | undefined): Promise<SvidResult> {
     this.refuseRevoked(spiffeId);
-    const { ttl, ...parsed } = this.checkSvidRequest(spiffeId, csr, ttlSeconds);
+    if (typeof csr !== 'string' || csr === '') throw new BadRequestError('csr is required: a PEM PKCS#10 certificate request made with the workload’s own key');
+    const ttl = checkTtl(ttlSeconds, SVID_TTL, 'ttl');
     const issuer = this.ca.activeIssuer();
     const now = Date.now();
-    const notAfter = new Date(Math.min(now + ttl * 1000, issuer.notAfter.getTime()));
-    const { der, serial } = this.leaves.build({ certDer: issuer.certDer, key: issuer.keyObject }, {
-      spiffeId, spki: parsed.spki, keyType: parsed.keyType, notBefore: new Date(now - BACKDATE_MS), notAfter,
+    const wanted = new Date(Math.min(now + ttl * 1000, issuer.notAfter.getTime()));
+    // The CSR is parsed and verified where the leaf is signed (a worker thread, see issue-pool.ts).
+    this.pool ??= new IssuePool(this.d.issueWorkers ?? 0);
+    const { der, serial, notAfter } = await this.pool.issue({
+      csr, spiffeId, notBefore: new Date(now - BACKDATE_MS), notAfter: wanted, issuer: { id: issuer.id, certDer: issuer.certDer, key: issuer.keyObject },
     });
     const certificate = toPem(der);
     const serialNumber = formatSerial(serial);
@@ -270,8 +278,17 @@ export class IdentityService {
 
   // ── Bundles, CRLs, discovery ─────────────────────────────────────────────────────────────────
 
+  /**
+   * JWT-SVID keys for OIDC consumers (the discovery document's jwks_uri): `use: sig` and `alg`, as RFC 7517 and OIDC
+   * libraries expect; they skip keys whose `use` is the SPIFFE bundle's `jwt-svid`.
+   */
   jwks(): { keys: Record<string, unknown>[] } {
-    return jwtBundle(this.ca.jwtPublicKeys()) as { keys: Record<string, unknown>[] };
+    return { keys: this.jwtSvidKeys().map((k) => ({ ...k, use: 'sig', alg: 'ES256' })) };
+  }
+
+  /** The same keys as the SPIFFE bundle carries them (`use: jwt-svid`). */
+  jwtSvidKeys(): Record<string, unknown>[] {
+    return (jwtBundle(this.ca.jwtPublicKeys()) as { keys: Record<string, unknown>[] }).keys;
   }
 
   /** The SPIFFE bundle (Trust Domain and Bundle §4): X.509 roots as `x509-svid` keys, JWT keys as `jwt-svid`. */
@@ -279,7 +296,7 @@ export class IdentityService {
     const x509Keys = this.ca.bundle().map((r) => ({
       ...r.nodeCert.publicKey.export({ format: 'jwk' }), use: 'x509-svid', x5c: [r.certDer.toString('base64')],
     }));
-    return { keys: [...x509Keys, ...this.jwks().keys], spiffe_sequence: this.ca.sequence, spiffe_refresh_hint: 300 };
+    return { keys: [...x509Keys, ...this.jwtSvidKeys()], spiffe_sequence: this.ca.sequence, spiffe_refresh_hint: 300 };
   }
 
   openidConfiguration(): Record<string, unknown> {
@@ -293,22 +310,29 @@ export class IdentityService {
     };
   }
 
-  /** DER CRLs, one per live intermediate (a CRL speaks for the CA that issued the certificates), active first. */
+  /**
+   * DER CRLs (a CRL speaks for the CA that issued the certificates): one per live intermediate, active first, for
+   * the leaves; then one per live root, for the intermediates and cross-signed roots it issued (none is ever
+   * revoked, so those are empty). Verifiers that check every certificate of a chain need all of them: OpenSSL's
+   * CRL_CHECK_ALL, which Node turns on when given a `crl`, refuses every chain whose intermediate has no CRL.
+   */
   async crlsDer(): Promise<Buffer[]> {
-    const issuers = this.ca.liveIssuers().reverse();
     const out: Buffer[] = [];
-    for (const issuer of issuers) out.push(await this.crlFor(issuer));
+    for (const issuer of this.ca.liveIssuers().reverse()) out.push(await this.crlFor(issuer, true));
+    for (const root of this.ca.bundle()) out.push(await this.crlFor(root, false));
     return out;
   }
 
-  private async crlFor(issuer: Issuer): Promise<Buffer> {
+  private async crlFor(ca: LoadedCa, listsLeaves: boolean): Promise<Buffer> {
     const index = this.revocations.currentIndex;
-    const cached = this.crls.get(issuer.id);
+    // Keyed by the CA certificate's serial: intermediate and root ids are separate sequences.
+    const key = ca.cert.serialNumber;
+    const cached = this.crls.get(key);
     // Remade when the list changed, and well before nextUpdate (24 h).
     if (cached && cached.index === index && Date.now() - cached.madeAt < 12 * 3600_000) return cached.der;
-    const entries = this.revocations.liveSerials().map((s) => ({ serial: serialKey(s.serial_number), revokedAt: new Date(s.revoked_at) }));
-    const der = await createCrl(issuer, entries, Math.max(1, index), new Date(Date.now() + 24 * 3600_000));
-    this.crls.set(issuer.id, { der, index, madeAt: Date.now() });
+    const entries = listsLeaves ? this.revocations.liveSerials().map((s) => ({ serial: serialKey(s.serial_number), revokedAt: new Date(s.revoked_at) })) : [];
+    const der = await createCrl(ca, entries, Math.max(1, index), new Date(Date.now() + 24 * 3600_000));
+    this.crls.set(key, { der, index, madeAt: Date.now() });
     return der;
   }
 

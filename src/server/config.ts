@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDuration } from '../core/duration.js';
 
@@ -25,6 +26,8 @@ export interface ServerConfig {
   logLevel: string;
   /** The URL clients reach this server at (JWT-SVID issuer, OIDC discovery); default: the listener's address. */
   apiAddr: string | null;
+  /** Worker threads that verify CSRs and sign SVIDs (default: one per CPU). */
+  issueWorkers: number;
 }
 
 export class ConfigError extends Error {
@@ -34,7 +37,7 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP = ['listener', 'storage', 'data_dir', 'seal', 'max_request_bytes', 'request_timeout', 'rate_limit', 'default_lease_ttl', 'max_lease_ttl', 'log_level', 'api_addr'];
+const TOP = ['listener', 'storage', 'data_dir', 'seal', 'max_request_bytes', 'request_timeout', 'rate_limit', 'default_lease_ttl', 'max_lease_ttl', 'log_level', 'api_addr', 'identity_workers'];
 
 export function defaultConfig(dataDir: string): ServerConfig {
   return {
@@ -49,6 +52,7 @@ export function defaultConfig(dataDir: string): ServerConfig {
     maxTtl: 768 * 3600,
     logLevel: 'info',
     apiAddr: null,
+    issueWorkers: Math.min(8, availableParallelism()),
   };
 }
 
@@ -130,6 +134,7 @@ export function parseConfig(json: unknown, baseDir: string): ServerConfig {
     if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(lv)) throw new ConfigError('log_level must be one of error, warn, info, debug, trace, silent');
     cfg.logLevel = lv;
   }
+  if (doc.identity_workers !== undefined) cfg.issueWorkers = int(doc.identity_workers, 'identity_workers', 0, 64);
   if (doc.api_addr !== undefined) {
     const a = str(doc.api_addr, 'api_addr');
     if (!/^https?:\/\/[^/?#\s]+$/.test(a)) throw new ConfigError(`api_addr "${a}": give the scheme, host and port only, e.g. https://aegis.example.com:8200`);

@@ -23,7 +23,7 @@ export interface RunningServer {
 export async function startServer(cfg: ServerConfig, logger: Logger = createLogger(cfg.logLevel)): Promise<RunningServer> {
   const storage = new CachedStorage(new SqliteStorage({ path: cfg.storage.path, synchronous: cfg.storage.synchronous }));
   const autoUnseal = cfg.sealKeyFile ? new KeyFileUnseal(cfg.sealKeyFile) : null;
-  const core = new Core({ storage, logger, autoUnseal, defaultTtl: cfg.defaultTtl, maxTtl: cfg.maxTtl });
+  const core = new Core({ storage, logger, autoUnseal, defaultTtl: cfg.defaultTtl, maxTtl: cfg.maxTtl, issueWorkers: cfg.issueWorkers });
   try {
     await core.start();
   } catch (err) {

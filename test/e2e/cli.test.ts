@@ -129,7 +129,7 @@ describe('the aegis CLI against a real HTTPS server', () => {
     writeFileSync(file, 'permit (principal, action == Aegis::Action::"read", resource in Aegis::Path::"secret/data/app/");\n');
     ok(await runCli(['policy', 'write', 'app', file], e), 'write');
     assert.match(ok(await runCli(['policy', 'read', 'app'], e), 'read'), /secret\/data\/app\//);
-    assert.deepEqual(ok(await runCli(['policy', 'list'], e), 'list').trim().split('\n'), ['app', 'default', 'root']);
+    assert.deepEqual(ok(await runCli(['policy', 'list'], e), 'list').trim().split('\n'), ['app', 'default', 'root', 'workload']);
     writeFileSync(join(dir, 'bad.cedar'), 'permit (principal, action == Aegis::Action::"reed", resource);');
     fails(await runCli(['policy', 'write', 'bad', join(dir, 'bad.cedar')], e), 'invalid policy', /unrecognized action/);
     assert.doesNotMatch(ok(await runCli(['policy', 'list'], e), 'list'), /bad/);

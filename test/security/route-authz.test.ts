@@ -9,6 +9,7 @@ const EXEMPT = ['sys/health', 'sys/init', 'sys/seal-status', 'sys/unseal'];
 const LOGIN = [
   'identity/.well-known/openid-configuration', 'identity/attest/join-token', 'identity/attest/jwt', 'identity/bundle', 'identity/bundle/spiffe',
   'identity/crl', 'identity/crl/pem', 'identity/jwks',
+  'pki/ca', 'pki/ca/pem', 'pki/ca_chain', 'pki/crl', 'pki/crl/pem',
 ];
 
 function concrete(mount: string, pattern: string): string {

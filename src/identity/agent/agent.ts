@@ -140,13 +140,15 @@ export class Agent implements WorkloadSource {
   private async install(r: SvidResult, keyPem: string): Promise<void> {
     const chainPem = [r.certificate, ...r.ca_chain].map((p) => p.trim()).join('\n') + '\n';
     const crl = await this.fetchCrls();
-    const jwks = await this.client.ok('GET', 'identity/jwks', { auth: false });
+    // The SPIFFE bundle's JWT keys (`use: jwt-svid`), which the Workload API serves as the JWT bundle.
+    const spiffe = await this.client.ok('GET', 'identity/bundle/spiffe', { auth: false });
+    const jwtKeys = ((JSON.parse(spiffe.text) as { keys: { use?: string }[] }).keys).filter((k) => k.use === 'jwt-svid');
     const state: WorkloadState = {
       trustDomain: new URL(r.spiffe_id).host,
       svid: { spiffeId: r.spiffe_id, chain: ders(chainPem), key: Buffer.from(x509.PemConverter.decode(keyPem)[0]!), expiresAt: new Date(r.expiration * 1000) },
       bundle: ders(r.bundle),
       crl,
-      jwtBundle: Buffer.from(jwks.text),
+      jwtBundle: Buffer.from(JSON.stringify({ keys: jwtKeys })),
     };
     this.held = { state, keyPem, certChainPem: chainPem, issuedAt: Date.now(), serial: r.serial_number };
     if (this.o.writeDir) await writeSvidFiles(this.o.writeDir, state);
