@@ -5,38 +5,22 @@
 // BENCH_SERVER_NODE_ARGS / BENCH_SERVER_WRAPPER / BENCH_SERVER_LOG profile or trace the server side (lib/server-process.ts).
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApiClient } from '../src/cli/client.js';
 import { flag } from './lib/args.js';
 import { round } from './lib/load.js';
 import { load } from './lib/wrk.js';
-import { startServerProcess } from './lib/server-process.js';
+import { startBenchServer } from './lib/aegis-server.js';
 
 const SECONDS = flag('seconds', 10);
 const CLIENTS = flag('clients', 32);
 const KEYS = flag('keys', 1000);
 
-const dir = mkdtempSync(join(tmpdir(), 'aegis-bench-kv-'));
-const server = await startServerProcess(dir, {
-  data_dir: dir,
-  listener: { address: '127.0.0.1:0' },
-  rate_limit: { requests_per_second: 0 },
-  log_level: 'warn',
-});
+const { server, dir, api, rootToken, stop } = await startBenchServer('kv');
 try {
-  const caFile = join(dir, 'tls/ca.pem');
-  const anon = new ApiClient({ address: server.address.origin, token: null, caCert: caFile });
-  const init = (await anon.ok('PUT', 'sys/init', { body: { secret_shares: 1, secret_threshold: 1 } })).body as { keys: string[]; root_token: string };
-  await anon.ok('PUT', 'sys/unseal', { body: { key: init.keys[0] } });
-  const api = new ApiClient({ address: server.address.origin, token: init.root_token, caCert: caFile });
-  await api.ok('PUT', 'sys/audit/file', { body: { type: 'file', options: { file_path: join(dir, 'audit.log') } } });
-
   const value = { username: 'app', password: 'x'.repeat(48), url: 'postgres://db.internal:5432/app' };
   for (let i = 0; i < KEYS; i++) await api.ok('PUT', `secret/data/bench/k${i}`, { body: { data: value } });
 
-  const headers = { 'x-vault-token': init.root_token };
+  const headers = { 'x-vault-token': rootToken };
   const target = { base: server.address, ca: server.ca, clients: CLIENTS };
   const readCalls = Array.from({ length: KEYS }, (_, i) => ({ method: 'GET', path: `/v1/secret/data/bench/k${(i * 7919) % KEYS}`, headers }));
   const body = JSON.stringify({ data: value });
@@ -79,6 +63,5 @@ try {
   };
   process.stdout.write(`${JSON.stringify(line)}\n`);
 } finally {
-  await server.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await stop();
 }

@@ -4,14 +4,10 @@
 // Target on 2 cores: >= 50 % of that limit.
 // Flags: --seconds N (default 10), --clients N (16).
 import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ApiClient } from '../src/cli/client.js';
 import { makeKeyAndCsr } from '../src/identity/csr-make.js';
 import { flag } from './lib/args.js';
 import { round } from './lib/load.js';
-import { startServerProcess } from './lib/server-process.js';
+import { startBenchServer } from './lib/aegis-server.js';
 import { load } from './lib/wrk.js';
 
 const SECONDS = flag('seconds', 10);
@@ -33,22 +29,8 @@ function signVerifyLimit(ms: number): number {
   return n / ((performance.now() - t0) / 1000);
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'aegis-bench-svid-'));
-const server = await startServerProcess(dir, {
-  data_dir: dir,
-  listener: { address: '127.0.0.1:0' },
-  rate_limit: { requests_per_second: 0 },
-  log_level: 'warn',
-  ...(process.env.BENCH_SYNC ? { storage: { sqlite: { synchronous: process.env.BENCH_SYNC } } } : {}),
-});
+const { server, anon, api, stop } = await startBenchServer('svid', { trust_domain: 'bench.example' });
 try {
-  const caFile = join(dir, 'tls/ca.pem');
-  const anon = new ApiClient({ address: server.address.origin, token: null, caCert: caFile });
-  const init = (await anon.ok('PUT', 'sys/init', { body: { secret_shares: 1, secret_threshold: 1, trust_domain: 'bench.example' } })).body as { keys: string[]; root_token: string };
-  await anon.ok('PUT', 'sys/unseal', { body: { key: init.keys[0] } });
-  const api = new ApiClient({ address: server.address.origin, token: init.root_token, caCert: caFile });
-  await api.ok('PUT', 'sys/audit/file', { body: { type: 'file', options: { file_path: join(dir, 'audit.log') } } });
-
   // Attest once with a join token: the answer carries a workload token bound to the SPIFFE ID; the load then
   // renews with it (each request a fresh CSR signature check and a fresh leaf).
   const jt = (await api.ok('POST', 'identity/join-token', { body: { service: 'bench' } })).body as { data: { token: string } };
@@ -77,6 +59,5 @@ try {
   };
   process.stdout.write(`${JSON.stringify(line)}\n`);
 } finally {
-  await server.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await stop();
 }

@@ -21,27 +21,18 @@ function show(s: CaStatus): void {
 export function registerPki(program: Command): void {
   const pki = program.command('pki').description('the trust domain CA: status and rotation');
 
-  withFormat(pki.command('status'))
-    .description('the roots and intermediates of the CA')
-    .action(action(async (o: CommonOptions) => {
-      const s = (await client().ok('GET', 'identity/ca')).body as { data: CaStatus };
-      if (o.format === 'json') return printJson(s.data);
-      show(s.data);
-    }));
-
-  withFormat(pki.command('rotate-intermediate'))
-    .description('make a new intermediate under the current root; certificates of the old one stay valid until they expire')
-    .action(action(async (o: CommonOptions) => {
-      const s = (await client().ok('POST', 'identity/ca/rotate-intermediate')).body as { data: CaStatus };
-      if (o.format === 'json') return printJson(s.data);
-      show(s.data);
-    }));
-
-  withFormat(pki.command('rotate-root'))
-    .description('make a new root, cross-signed by the current one, and a new intermediate; both roots stay in the bundle')
-    .action(action(async (o: CommonOptions) => {
-      const s = (await client().ok('POST', 'identity/ca/rotate-root')).body as { data: CaStatus };
-      if (o.format === 'json') return printJson(s.data);
-      show(s.data);
-    }));
+  const commands: [name: string, description: string, method: string, path: string][] = [
+    ['status', 'the roots and intermediates of the CA', 'GET', 'identity/ca'],
+    ['rotate-intermediate', 'make a new intermediate under the current root; certificates of the old one stay valid until they expire', 'POST', 'identity/ca/rotate-intermediate'],
+    ['rotate-root', 'make a new root, cross-signed by the current one, and a new intermediate; both roots stay in the bundle', 'POST', 'identity/ca/rotate-root'],
+  ];
+  for (const [name, description, method, path] of commands) {
+    withFormat(pki.command(name))
+      .description(description)
+      .action(action(async (o: CommonOptions) => {
+        const s = (await client().ok(method, path)).body as { data: CaStatus };
+        if (o.format === 'json') return printJson(s.data);
+        show(s.data);
+      }));
+  }
 }

@@ -1,3 +1,4 @@
+import type { SvidResult } from '../../src/identity/index.js';
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { request } from 'node:https';
@@ -68,14 +69,7 @@ export function errorOf(r: IdResult): string {
   return Array.isArray(r.body?.errors) ? r.body.errors.join('; ') : r.text;
 }
 
-export interface SvidData {
-  spiffe_id: string;
-  certificate: string;
-  ca_chain: string[];
-  bundle: string;
-  serial_number: string;
-  expiration: number;
-}
+export type SvidData = SvidResult;
 
 /** A workload as an agent holds it: its own key (never sent), its SVID, and the token attestation gave it. */
 export interface Workload {
