@@ -1,16 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { writeSvidFiles } from '../identity/agent/index.js';
-import { x509 } from '../identity/ca-certs.js';
 import { makeKeyAndCsr } from '../identity/csr-make.js';
+import { fromPem } from '../identity/pem.js';
 import type { SvidResult } from '../identity/service.js';
 import { CliError } from './client.js';
 import { action, client, withFormat, type CommonOptions } from './command.js';
 import { printJson, printPairs } from './output.js';
-
-function ders(pem: string): Buffer[] {
-  return x509.PemConverter.decode(pem).map((b) => Buffer.from(b));
-}
 
 export function registerIdentity(program: Command): void {
   const id = program.command('identity').description('workload identity: join tokens, SVIDs, revocation');
@@ -58,8 +54,8 @@ export function registerIdentity(program: Command): void {
       const r = (res.body as { data: SvidResult }).data;
       await writeSvidFiles(o.out, {
         trustDomain: new URL(r.spiffe_id).host,
-        svid: { spiffeId: r.spiffe_id, chain: ders([r.certificate, ...r.ca_chain].join('\n')), key: keyPkcs8, expiresAt: new Date(r.expiration * 1000) },
-        bundle: ders(r.bundle), crl: [], jwtBundle: Buffer.from('{"keys":[]}'),
+        svid: { spiffeId: r.spiffe_id, chain: fromPem([r.certificate, ...r.ca_chain].join('\n')), key: keyPkcs8, expiresAt: new Date(r.expiration * 1000) },
+        bundle: fromPem(r.bundle), crl: [], jwtBundle: Buffer.from('{"keys":[]}'),
       });
       if (o.format === 'json') return printJson({ spiffe_id: r.spiffe_id, serial_number: r.serial_number, expiration: r.expiration, out: o.out });
       printPairs([['spiffe_id', r.spiffe_id], ['serial_number', r.serial_number], ['expiration', new Date(r.expiration * 1000).toISOString()], ['files', `${o.out}/{svid.pem,svid_key.pem,bundle.pem}`]]);

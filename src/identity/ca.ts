@@ -2,6 +2,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, X5
 import type { SecureStore } from '../core/barrier/index.js';
 import { BadRequestError, TxnConflictError } from '../core/errors.js';
 import { createIntermediate, createRoot, loadCa, signCaCertificate, x509, type CaKeyType, type CaMaterial, type LoadedCa } from './ca-certs.js';
+import { toPem } from './pem.js';
 import { validateTrustDomain } from './spiffe-id.js';
 
 // The trust domain's CA, kept as one document inside the barrier (so CA keys never exist outside it):
@@ -50,6 +51,8 @@ export interface Issuer extends LoadedCa {
   id: number;
   /** DER certificates a leaf of this issuer is served with after itself: the intermediate, then the root's cross-signed certificate. */
   chain: Buffer[];
+  /** The same, as PEM: what every issuance answers with, encoded once. */
+  chainPem: string[];
 }
 
 export interface JwtKey {
@@ -71,7 +74,6 @@ export class CaManager {
   private roots = new Map<number, LoadedCa>();
   private issuers = new Map<number, Issuer>();
   private jwt: JwtKey[] = [];
-  private listeners = new Set<() => void>();
 
   constructor(private readonly store: SecureStore) {}
 
@@ -112,11 +114,6 @@ export class CaManager {
     if (got && got.version !== this.version) await this.load(JSON.parse(got.value.toString('utf8')) as CaState, got.version);
   }
 
-  /** Called after every change of the CA (rotation). */
-  onChange(listener: () => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
 
   get trustDomain(): string {
     return this.must().trustDomain;
@@ -242,7 +239,7 @@ export class CaManager {
       const cross = s.roots.find((r) => r.id === i.rootId)?.crossPem;
       const chain = [loaded.certDer];
       if (cross) chain.push(Buffer.from(new x509.X509Certificate(cross).rawData));
-      issuers.set(i.id, { ...loaded, id: i.id, chain });
+      issuers.set(i.id, { ...loaded, id: i.id, chain, chainPem: chain.map((c) => toPem(c)) });
     }
     this.state = s;
     this.version = version;
@@ -252,7 +249,6 @@ export class CaManager {
       const privateKey = createPrivateKey({ key: Buffer.from(k.key, 'base64'), format: 'der', type: 'pkcs8' });
       return { kid: k.kid, privateKey, publicKey: createPublicKey(privateKey) };
     });
-    for (const l of this.listeners) l();
   }
 
   private must(): CaState {

@@ -55,19 +55,6 @@ export class CertRecords {
     return this.store.list(`${BY_ID}${idKey(spiffeId)}/`);
   }
 
-  /** Deletes records of certificates expired before `now` (Vault's tidy). */
-  async tidy(now = Date.now()): Promise<number> {
-    let removed = 0;
-    for (const serial of await this.list()) {
-      const rec = await this.get(serial);
-      if (!rec || Date.parse(rec.not_after) > now) continue;
-      const ops: SecureTxnOp[] = [{ type: 'delete', key: CERTS + serial }];
-      if (rec.spiffe_id) ops.push({ type: 'delete', key: `${BY_ID}${idKey(rec.spiffe_id)}/${serial}` });
-      await this.store.txn(ops);
-      removed += 1;
-    }
-    return removed;
-  }
 
   private async flush(): Promise<void> {
     const batch = this.pending.splice(0);

@@ -45,7 +45,6 @@ export class Revocations {
   /** False from teardown (seal) to the next setup: the maps are empty then, which must never read as "nothing revoked". */
   private loaded = false;
   private waiters = new Set<() => void>();
-  private listeners = new Set<() => void>();
 
   constructor(private readonly store: SecureStore) {}
 
@@ -70,12 +69,6 @@ export class Revocations {
     if (!key.startsWith(SERIALS) && !key.startsWith(IDS)) return;
     await this.refresh(key, index);
     this.wake();
-    for (const l of this.listeners) l();
-  }
-
-  onChange(listener: () => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
   }
 
   isSerialRevoked(serial: string): boolean {
@@ -141,17 +134,6 @@ export class Revocations {
     return true;
   }
 
-  /** Drops listed serials whose certificates have expired (they can no longer be presented). */
-  async tidy(now = Date.now()): Promise<number> {
-    let removed = 0;
-    for (const s of [...this.serials.values()]) {
-      if (Date.parse(s.expires_at) > now) continue;
-      await this.store.delete(SERIALS + serialKey(s.serial_number));
-      this.serials.delete(serialKey(s.serial_number));
-      removed += 1;
-    }
-    return removed;
-  }
 
   private async refresh(key: string, index?: number): Promise<void> {
     const got = await this.store.get(key);

@@ -150,7 +150,7 @@ export class IdentityService {
     return {
       spiffe_id: spiffeId,
       certificate,
-      ca_chain: issuer.chain.map((c) => toPem(c)),
+      ca_chain: issuer.chainPem,
       bundle: this.ca.bundlePem(),
       serial_number: serialNumber,
       expiration: Math.floor(notAfter.getTime() / 1000),

@@ -2,8 +2,8 @@ import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { ApiClient, CliError, describeError } from '../../cli/client.js';
 import type { Logger } from '../../telemetry/index.js';
-import { x509 } from '../ca-certs.js';
 import { makeKeyAndCsr } from '../csr-make.js';
+import { fromPem } from '../pem.js';
 import type { SvidResult } from '../service.js';
 import { writeSvidFiles } from './svid-files.js';
 import { startWorkloadApi, type WorkloadApi, type WorkloadSource, type WorkloadState } from './workload-api.js';
@@ -32,10 +32,6 @@ interface Held {
   certChainPem: string;
   issuedAt: number;
   serial: string;
-}
-
-function ders(pem: string): Buffer[] {
-  return x509.PemConverter.decode(pem).map((b) => Buffer.from(b));
 }
 
 export class Agent implements WorkloadSource {
@@ -145,8 +141,8 @@ export class Agent implements WorkloadSource {
     const jwtKeys = ((JSON.parse(spiffe.text) as { keys: { use?: string }[] }).keys).filter((k) => k.use === 'jwt-svid');
     const state: WorkloadState = {
       trustDomain: new URL(r.spiffe_id).host,
-      svid: { spiffeId: r.spiffe_id, chain: ders(chainPem), key: Buffer.from(x509.PemConverter.decode(keyPem)[0]!), expiresAt: new Date(r.expiration * 1000) },
-      bundle: ders(r.bundle),
+      svid: { spiffeId: r.spiffe_id, chain: fromPem(chainPem), key: fromPem(keyPem)[0]!, expiresAt: new Date(r.expiration * 1000) },
+      bundle: fromPem(r.bundle),
       crl,
       jwtBundle: Buffer.from(JSON.stringify({ keys: jwtKeys })),
     };
@@ -158,7 +154,7 @@ export class Agent implements WorkloadSource {
 
   private async fetchCrls(): Promise<Buffer[]> {
     const res = await this.client.call('GET', 'identity/crl/pem', { auth: false });
-    return res.status === 200 ? ders(res.text) : [];
+    return res.status === 200 ? fromPem(res.text) : [];
   }
 
   /** Renews at half the remaining life; on failure retries with backoff while the SVID is still valid. */
@@ -194,7 +190,7 @@ export class Agent implements WorkloadSource {
         if (index !== this.watchIndex && this.held) {
           this.watchIndex = index;
           const bundle = await this.client.ok('GET', 'identity/bundle', { auth: false });
-          this.held.state = { ...this.held.state, crl: await this.fetchCrls(), bundle: ders(bundle.text) };
+          this.held.state = { ...this.held.state, crl: await this.fetchCrls(), bundle: fromPem(bundle.text) };
           if (this.o.writeDir) await writeSvidFiles(this.o.writeDir, this.held.state);
           this.events.emit('update', this.held.state);
         }

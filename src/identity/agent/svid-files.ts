@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { WorkloadState } from './workload-api.js';
+import { toPem } from '../pem.js';
 
 export const SVID_FILE = 'svid.pem';
 export const SVID_KEY_FILE = 'svid_key.pem';
@@ -24,9 +25,9 @@ export async function writeSvidFiles(dir: string, state: WorkloadState): Promise
   // so a reader that watches svid.pem finds the matching key already in place. All temps are written and fsynced
   // before any rename, which keeps the window between key and certificate to two rename calls.
   const files = [
-    { name: BUNDLE_FILE, mode: 0o644, text: state.bundle.map((c) => pem('CERTIFICATE', c)).join('') },
-    { name: SVID_KEY_FILE, mode: 0o600, text: pem('PRIVATE KEY', key) },
-    { name: SVID_FILE, mode: 0o644, text: chain.map((c) => pem('CERTIFICATE', c)).join('') },
+    { name: BUNDLE_FILE, mode: 0o644, text: state.bundle.map((c) => toPem(c)).join('') },
+    { name: SVID_KEY_FILE, mode: 0o600, text: toPem(key, 'PRIVATE KEY') },
+    { name: SVID_FILE, mode: 0o644, text: chain.map((c) => toPem(c)).join('') },
   ];
   const pending: PendingFile[] = [];
   try {
@@ -68,8 +69,3 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** RFC 7468 textual encoding: base64 in 64-character lines. */
-export function pem(label: string, der: Buffer): string {
-  const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
-}

@@ -9,6 +9,7 @@ import { Server, ServerCredentials, loadPackageDefinition, status, type Metadata
   type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync, type Options } from '@grpc/proto-loader';
 import type { Logger } from '../../telemetry/index.js';
+import { trustDomainId } from '../spiffe-id.js';
 
 export interface X509SvidState {
   spiffeId: string;
@@ -110,8 +111,8 @@ function handlers(source: WorkloadSource, streams: Set<StopStream>, log?: Logger
   return {
     FetchX509SVID: serveStream(ctx, x509SvidResponse, (s) => (s.svid.expiresAt.getTime() <= Date.now()
       ? 'the agent\'s X509-SVID has expired and is being renewed; retry with backoff' : null)),
-    FetchX509Bundles: serveStream(ctx, (s) => ({ crl: s.crl, bundles: { [trustDomainId(s)]: Buffer.concat(s.bundle) } })),
-    FetchJWTBundles: serveStream(ctx, (s) => ({ bundles: { [trustDomainId(s)]: jwtKeysOnly(s.jwtBundle) } })),
+    FetchX509Bundles: serveStream(ctx, (s) => ({ crl: s.crl, bundles: { [trustDomainId(s.trustDomain)]: Buffer.concat(s.bundle) } })),
+    FetchJWTBundles: serveStream(ctx, (s) => ({ bundles: { [trustDomainId(s.trustDomain)]: jwtKeysOnly(s.jwtBundle) } })),
     FetchJWTSVID: fetchJwtSvid(ctx),
     ValidateJWTSVID: validateJwtSvid(ctx),
   };
@@ -220,10 +221,6 @@ function hasSecurityHeader(metadata: Metadata): boolean {
 
 function fail<T>(call: ServerWritableStream<unknown, T>, code: status, details: string): void {
   call.emit('error', { code, details });
-}
-
-function trustDomainId(s: WorkloadState): string {
-  return `spiffe://${s.trustDomain}`;
 }
 
 function x509SvidResponse(s: WorkloadState) {

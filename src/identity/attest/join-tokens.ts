@@ -63,17 +63,4 @@ export class JoinTokens {
     return entry.spiffe_id;
   }
 
-  /** Deletes expired tokens; returns how many. */
-  async tidy(now = Date.now()): Promise<number> {
-    let removed = 0;
-    for (const k of await this.store.list(PREFIX)) {
-      const got = await this.store.get(PREFIX + k);
-      if (!got) continue;
-      const entry = JSON.parse(got.value.toString('utf8')) as JoinTokenEntry;
-      if (Date.parse(entry.expires_at) > now) continue;
-      await this.store.delete(PREFIX + k);
-      removed += 1;
-    }
-    return removed;
-  }
 }
