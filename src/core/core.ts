@@ -3,7 +3,7 @@ import { TokenStore, createTokenBackend } from '../auth/index.js';
 import { PolicyEngine, PolicyStore } from '../policy/index.js';
 import { SecurityEvents } from '../detect/index.js';
 import { createIdentityBackend, createPkiBackend, IdentityService } from '../identity/index.js';
-import { createKvBackend } from '../secrets/index.js';
+import { createDatabaseBackend, createKvBackend, createTransitBackend } from '../secrets/index.js';
 import { createSysBackend } from '../sys/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { Metrics } from '../telemetry/index.js';
@@ -93,6 +93,8 @@ export class Core {
       peerAuth: (req) => (this.identity.ca.ready ? this.identity.authenticatePeer(req) : Promise.resolve(null)),
     });
     this.mounts.register('kv', createKvBackend);
+    this.mounts.register('transit', createTransitBackend);
+    this.mounts.register('database', (ctx) => createDatabaseBackend(ctx, { defaultTtl: this.defaultTtl, maxTtl: this.maxTtl }));
     this.mounts.register('pki', (ctx) => createPkiBackend(ctx, this.identity, { defaultTtl: this.defaultTtl, maxTtl: this.maxTtl }));
     const builtin = { uuid: '', description: '', options: {}, builtin: true };
     this.router.add({ ...builtin, path: 'sys/', type: 'system', description: 'system endpoints' }, createSysBackend(this), this.barrier);

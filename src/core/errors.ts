@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'ERR_SEALED'
   | 'ERR_NOT_INITIALIZED'
   | 'ERR_AUDIT_FAILED'
+  | 'ERR_UPSTREAM'
   | 'ERR_INTERNAL';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -29,6 +30,7 @@ const STATUS: Record<ErrorCode, number> = {
   ERR_SEALED: 503,
   ERR_NOT_INITIALIZED: 503,
   ERR_AUDIT_FAILED: 503,
+  ERR_UPSTREAM: 502,
   ERR_INTERNAL: 500,
 };
 
@@ -80,6 +82,11 @@ export class AuditFailedError extends AegisError {
   constructor() {
     super('ERR_AUDIT_FAILED', 'no audit device could record the request, so it was refused (audit fails closed); check the audit devices');
   }
+}
+
+/** A system Aegis manages for the caller (a database) could not be reached or refused Aegis's own credentials. */
+export class UpstreamError extends AegisError {
+  constructor(message: string) { super('ERR_UPSTREAM', message); }
 }
 
 /** A storage transaction's check did not hold: someone else wrote the key first. */

@@ -68,6 +68,44 @@ export interface Response {
   /** Response with these top-level fields verbatim instead of the envelope (sys/health, sys/init, seal-status). */
   bare?: Record<string, unknown>;
   headers?: Record<string, string>;
+  /** A secret with a lifetime (dynamic credentials): the pipeline gives it a lease and fills in lease_id. */
+  secret?: LeasedSecret;
+  /** Set by the pipeline once `secret` has a lease. */
+  lease?: { id: string; duration: number; renewable: boolean };
+}
+
+/** What an engine returns for a secret that must be revoked later (Vault's logical.Secret). */
+export interface LeasedSecret {
+  /** The key in the backend's `secretTypes` that renews and revokes it. */
+  type: string;
+  /** Seconds until it expires (capped by the lease manager at the system max). */
+  ttl: number;
+  /** Seconds from issue beyond which renewal cannot go (0 = the system max). */
+  maxTtl: number;
+  renewable: boolean;
+  /** What revocation needs (e.g. the database user name). Kept with the lease in the barrier, never returned. */
+  internal: Record<string, unknown>;
+}
+
+/** What a secret type's renew and revoke handlers get. */
+export interface SecretContext {
+  leaseId: string;
+  internal: Record<string, unknown>;
+  /** The mount's private storage. */
+  store: SecureStore;
+  mountPath: string;
+  /** Unix ms. */
+  issueTime: number;
+  /** Unix ms: the lease's expiry (for renew: the new expiry the manager granted, already capped). */
+  expireTime: number;
+}
+
+/** How an engine renews and revokes one kind of leased secret. */
+export interface SecretType {
+  /** Extends the secret where it lives (e.g. PostgreSQL `VALID UNTIL`). Without it, the secret is not renewable. */
+  renew?(ctx: SecretContext): Promise<void>;
+  /** Destroys the secret where it lives; must succeed if it is already gone (it is retried after failures). */
+  revoke(ctx: SecretContext): Promise<void>;
 }
 
 export interface HandlerContext {
@@ -117,4 +155,6 @@ export interface Backend {
   setup?(): Promise<void>;
   /** Called before seal or unmount. */
   teardown?(): Promise<void> | void;
+  /** The kinds of leased secret this backend returns (see `Response.secret`), by name. */
+  readonly secretTypes?: Readonly<Record<string, SecretType>>;
 }

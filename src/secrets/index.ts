@@ -1,1 +1,3 @@
 export { createKvBackend } from './kv/index.js';
+export { createTransitBackend } from './transit/index.js';
+export { createDatabaseBackend } from './database/index.js';
