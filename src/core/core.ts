@@ -8,6 +8,8 @@ import { createSysBackend } from '../sys/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { Metrics } from '../telemetry/index.js';
 import { Barrier } from './barrier/index.js';
+import { BadRequestError } from './errors.js';
+import { LeaseManager } from './leases/index.js';
 import { MountTable } from './mounts.js';
 import { Pipeline, type PipelineResult } from './pipeline.js';
 import type { Request } from './request.js';
@@ -29,6 +31,8 @@ export interface CoreConfig {
   trustDomain?: string;
   /** Worker threads for SVID issuance (0, the default here, issues on the main thread). */
   issueWorkers?: number;
+  /** First retry after a failed lease revocation (ms); doubles per attempt up to 10 minutes. */
+  leaseRetryBaseMs?: number;
 }
 
 export interface InitOptions {
@@ -61,6 +65,7 @@ export class Core {
   readonly pipeline: Pipeline;
   readonly events: SecurityEvents;
   readonly identity: IdentityService;
+  readonly leases: LeaseManager;
   readonly defaultTtl: number;
   readonly maxTtl: number;
   private sweeper: NodeJS.Timeout | null = null;
@@ -80,7 +85,22 @@ export class Core {
     const onStorageChange = (onChange: (key: string) => void) => this.storage.subscribe((cs) => cs.forEach((c) => onChange(c.key)));
     this.tokens = new TokenStore(this.barrier, onStorageChange);
     this.policies = new PolicyStore(this.barrier, this.engine, onStorageChange);
-    this.metrics = new Metrics({ sealed: () => this.barrier.sealed, tokens: () => (this.barrier.sealed ? 0 : this.tokens.tokenCount) });
+    this.metrics = new Metrics({
+      sealed: () => this.barrier.sealed,
+      tokens: () => (this.barrier.sealed ? 0 : this.tokens.tokenCount),
+      leases: () => ({ live: this.leases.count, failing: this.leases.failingCount }),
+    });
+    this.leases = new LeaseManager({
+      barrier: this.barrier, router: this.router, logger: this.logger, defaultTtl: this.defaultTtl, maxTtl: this.maxTtl,
+      retryBaseMs: cfg.leaseRetryBaseMs, onRevokeFailure: () => this.metrics.leaseRevokeFailures.inc(),
+    });
+    // Revoking a token revokes the secrets leased to it (Vault's model); a failed revocation is retried, not fatal.
+    this.tokens.onRevoke((hash) => this.leases.revokeByToken(hash).then(() => undefined));
+    // Unmounting an engine first revokes everything it leased.
+    this.mounts.beforeDisable = async (entry) => {
+      const r = await this.leases.revokePrefix(entry.path);
+      if (r.failed.length > 0) throw new BadRequestError(`cannot disable ${entry.path}: ${r.failed.length} of its leases could not be revoked (first: ${r.failed[0]}); fix the engine or run sys/leases/revoke-force/${entry.path}`);
+    };
     this.audit = new AuditBroker(this.barrier, this.logger, (device) => this.metrics.auditFailures.inc({ device }));
     this.events = new SecurityEvents(this.barrier.view('detect/'));
     this.identity = new IdentityService({
@@ -90,6 +110,7 @@ export class Core {
     this.pipeline = new Pipeline({
       router: this.router, tokens: this.tokens, engine: this.engine, audit: this.audit, metrics: this.metrics,
       isSealed: () => this.barrier.sealed,
+      leases: this.leases,
       peerAuth: (req) => (this.identity.ca.ready ? this.identity.authenticatePeer(req) : Promise.resolve(null)),
     });
     this.mounts.register('kv', createKvBackend);
@@ -161,6 +182,7 @@ export class Core {
       await this.audit.setup();
       await this.identity.setup();
       await this.mounts.setup();
+      await this.leases.setup();
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'setup after unseal failed; sealing again');
       await this.beforeSeal();
@@ -177,6 +199,7 @@ export class Core {
   private async beforeSeal(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
+    this.leases.teardown();
     await this.mounts.teardown();
     this.identity.teardown();
     this.audit.teardown();

@@ -26,6 +26,8 @@ const RESERVED = ['sys/', 'auth/', 'identity/', 'core/', 'seal/', 'logical/', 'c
  */
 export class MountTable {
   private factories = new Map<string, BackendFactory>();
+  /** Runs before a mount is removed (the lease manager revokes what the engine leased); throwing keeps the mount. */
+  beforeDisable: ((entry: MountEntry) => Promise<void>) | null = null;
 
   constructor(private readonly barrier: Barrier, private readonly router: Router) {}
 
@@ -78,6 +80,7 @@ export class MountTable {
     const m = this.router.get(p);
     if (!m) throw new NotFoundError(`nothing is mounted at "${p}"`);
     if (m.entry.builtin) throw new BadRequestError(`"${p}" is built in and cannot be disabled`);
+    await this.beforeDisable?.(m.entry);
     this.router.remove(p);
     await m.backend.teardown?.();
     await this.save();

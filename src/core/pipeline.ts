@@ -3,6 +3,7 @@ import type { AuditRecord } from '../audit/entry.js';
 import { toCaller, type TokenStore } from '../auth/token/store.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import type { LeaseManager } from './leases/index.js';
 import {
   AegisError, BadRequestError, NotFoundError, PermissionDeniedError, SealedError, UnsupportedOperationError, toClientError,
 } from './errors.js';
@@ -18,6 +19,8 @@ export interface PipelineDeps {
   audit: AuditBroker;
   metrics: Metrics;
   isSealed(): boolean;
+  /** Turns a response's `secret` into a lease. */
+  leases?: LeaseManager;
   /**
    * Authenticates a request without a token by the certificate its client presented (an X.509-SVID over mutual
    * TLS): the caller, null when no certificate was presented; throws PermissionDeniedError for a bad one.
@@ -166,6 +169,15 @@ export class Pipeline {
       return { status: e.status, response: null, error: e };
     }
     if (res && warnings.length > 0) res.warnings = [...(res.warnings ?? []), ...warnings];
+    if (res?.secret) {
+      try {
+        res = await this.lease(res, req, match!, found ? found.hash : null);
+      } catch (err) {
+        const e = toClientError(err);
+        await this.d.audit.log(record({ type: 'response', status: e.status, error: e.message }));
+        return { status: e.status, response: null, error: e };
+      }
+    }
     const status = statusOf(res);
     await this.d.audit.log(record({ type: 'response', status, response: res ?? undefined }));
     return { status, response: res, error: null };
@@ -197,6 +209,14 @@ export class Pipeline {
     return { status, response: res, error: null };
   }
 
+  /** Records the lease of a secret the engine made (or revokes the secret if that fails) and says so in the response. */
+  private async lease(res: Response, req: Request, match: RouteMatch, tokenHash: string | null): Promise<Response> {
+    const { secret, ...rest } = res;
+    if (!this.d.leases) throw new Error('an engine returned a leased secret but no lease manager is configured');
+    const entry = await this.d.leases.register({ path: req.path, mounted: match.mounted, secret: secret!, tokenHash });
+    return { ...rest, lease: { id: entry.id, duration: entry.ttl, renewable: entry.renewable } };
+  }
+
   /** Refusals are audited too, request and response (they are what detection looks for), then reported. */
   private async deny(rec: AuditRecord, err: AegisError): Promise<PipelineResult> {
     // Both entries go out in the same group write.
@@ -217,7 +237,7 @@ function handlerFor(route: Route, op: Operation) {
 
 function statusOf(res: Response | null): number {
   if (res?.status) return res.status;
-  return res && (res.data || res.auth || res.raw || res.bare || res.warnings?.length) ? 200 : 204;
+  return res && (res.data || res.auth || res.raw || res.bare || res.lease || res.warnings?.length) ? 200 : 204;
 }
 
 const plainCache = new WeakMap<Route, ReadonlySet<string>>();

@@ -20,6 +20,22 @@ permit (principal, action == Aegis::Action::"update", resource == Aegis::Path::"
 
 @id("capabilities-self")
 permit (principal, action == Aegis::Action::"update", resource == Aegis::Path::"sys/capabilities-self");
+
+// Lease IDs carry 144 random bits: whoever holds one (the client that got the secret) may look it up and renew
+// it, as in Vault's default policy. Revoking needs a policy that grants it.
+@id("lease-renew")
+permit (principal, action == Aegis::Action::"update", resource == Aegis::Path::"sys/leases/renew");
+
+@id("lease-renew-legacy")
+permit (principal, action == Aegis::Action::"update", resource == Aegis::Path::"sys/renew");
+
+@id("lease-lookup")
+permit (principal, action == Aegis::Action::"update", resource == Aegis::Path::"sys/leases/lookup");
+
+// Wrapping: any token may wrap data of its own (sys/wrapping/wrap); unwrap, lookup and rewrap take the wrapping
+// token itself as their credential.
+@id("wrapping-wrap")
+permit (principal, action == Aegis::Action::"update", resource == Aegis::Path::"sys/wrapping/wrap");
 `;
 
 // Carried by callers authenticated as a workload (an X.509-SVID over mutual TLS, or a token from attestation):

@@ -253,9 +253,9 @@ function send(reply: FastifyReply, r: PipelineResult, head: boolean, requestId: 
   if (head) return reply.send();
   const body = res.bare ?? {
     request_id: requestId,
-    lease_id: '',
-    renewable: false,
-    lease_duration: 0,
+    lease_id: res.lease?.id ?? '',
+    renewable: res.lease?.renewable ?? false,
+    lease_duration: res.lease?.duration ?? 0,
     data: res.data ?? null,
     wrap_info: null,
     warnings: res.warnings ?? null,

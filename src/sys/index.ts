@@ -3,6 +3,7 @@ import type { Core } from '../core/core.js';
 import type { Backend } from '../core/request.js';
 import { policyRoutes } from '../policy/index.js';
 import { capabilityRoutes } from './capability-routes.js';
+import { leaseRoutes } from './lease-routes.js';
 import { metricsRoutes } from './metrics-routes.js';
 import { mountRoutes } from './mount-routes.js';
 import { sealRoutes } from './seal-routes.js';
@@ -18,6 +19,7 @@ export function createSysBackend(core: Core): Backend {
       ...auditRoutes(core.audit),
       ...capabilityRoutes(core),
       ...metricsRoutes(core),
+      ...leaseRoutes(core),
     ],
   };
 }

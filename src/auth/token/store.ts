@@ -66,6 +66,7 @@ export class TokenStore {
    */
   private readonly cache = new Map<string, { entry: TokenEntry; version: number }>();
   private unsubscribe: (() => void) | null = null;
+  private revokeHooks: ((hash: string) => Promise<void>)[] = [];
 
   constructor(
     private readonly store: SecureStore,
@@ -86,6 +87,11 @@ export class TokenStore {
     this.unsubscribe = this.subscribe((key) => {
       if (key.startsWith(P.id)) this.cache.delete(key.slice(P.id.length));
     });
+  }
+
+  /** Runs before each token is deleted by revocation (its leases, its wrapped response go with it). */
+  onRevoke(hook: (hash: string) => Promise<void>): void {
+    this.revokeHooks.push(hook);
   }
 
   teardown(): void {
@@ -245,6 +251,7 @@ export class TokenStore {
       return revoked;
     }
     const e = found.value;
+    for (const hook of this.revokeHooks) await hook(hash);
     const ops: SecureTxnOp[] = [
       { type: 'check', key: P.id + hash, version: opts.expectVersion ?? found.version },
       { type: 'delete', key: P.id + hash },
