@@ -55,6 +55,9 @@ export function formatRecord(r: AuditRecord, key: Buffer, memo?: HmacMemo): Reco
       data: res?.data ? redact(key, res.data, r.plain) : res?.bare ? redact(key, res.bare, r.plain) : null,
       auth: res?.auth ? resultAuth(res.auth, key) : null,
       // Lease IDs are references, not secrets (Vault logs them in clear): what matters is who got which lease.
+      wrap_info: res?.wrapInfo
+        ? { token: hmacValue(key, res.wrapInfo.token), accessor: hmacValue(key, res.wrapInfo.accessor), ttl: res.wrapInfo.ttl, creation_path: res.wrapInfo.creation_path }
+        : null,
       secret: res?.lease ? { lease_id: res.lease.id, lease_duration: res.lease.duration, renewable: res.lease.renewable } : null,
       warnings: res?.warnings ?? null,
     };

@@ -10,6 +10,7 @@ import { Metrics } from '../telemetry/index.js';
 import { Barrier } from './barrier/index.js';
 import { BadRequestError } from './errors.js';
 import { LeaseManager } from './leases/index.js';
+import { ResponseWrapper } from './wrapping/index.js';
 import { MountTable } from './mounts.js';
 import { Pipeline, type PipelineResult } from './pipeline.js';
 import type { Request } from './request.js';
@@ -66,6 +67,7 @@ export class Core {
   readonly events: SecurityEvents;
   readonly identity: IdentityService;
   readonly leases: LeaseManager;
+  readonly wrapper: ResponseWrapper;
   readonly defaultTtl: number;
   readonly maxTtl: number;
   private sweeper: NodeJS.Timeout | null = null;
@@ -85,6 +87,7 @@ export class Core {
     const onStorageChange = (onChange: (key: string) => void) => this.storage.subscribe((cs) => cs.forEach((c) => onChange(c.key)));
     this.tokens = new TokenStore(this.barrier, onStorageChange);
     this.policies = new PolicyStore(this.barrier, this.engine, onStorageChange);
+    this.events = new SecurityEvents(this.barrier.view('detect/'));
     this.metrics = new Metrics({
       sealed: () => this.barrier.sealed,
       tokens: () => (this.barrier.sealed ? 0 : this.tokens.tokenCount),
@@ -96,13 +99,14 @@ export class Core {
     });
     // Revoking a token revokes the secrets leased to it (Vault's model); a failed revocation is retried, not fatal.
     this.tokens.onRevoke((hash) => this.leases.revokeByToken(hash).then(() => undefined));
+    this.wrapper = new ResponseWrapper(this.barrier, this.tokens, this.events);
+    this.tokens.onRevoke((hash) => this.wrapper.dropFor(hash));
     // Unmounting an engine first revokes everything it leased.
     this.mounts.beforeDisable = async (entry) => {
       const r = await this.leases.revokePrefix(entry.path);
       if (r.failed.length > 0) throw new BadRequestError(`cannot disable ${entry.path}: ${r.failed.length} of its leases could not be revoked (first: ${r.failed[0]}); fix the engine or run sys/leases/revoke-force/${entry.path}`);
     };
     this.audit = new AuditBroker(this.barrier, this.logger, (device) => this.metrics.auditFailures.inc({ device }));
-    this.events = new SecurityEvents(this.barrier.view('detect/'));
     this.identity = new IdentityService({
       store: this.barrier.view('identity/'), storage: this.storage, events: this.events, logger: this.logger, trustDomain: cfg.trustDomain ?? 'aegis.local',
       issueWorkers: cfg.issueWorkers ?? 0,
@@ -111,6 +115,7 @@ export class Core {
       router: this.router, tokens: this.tokens, engine: this.engine, audit: this.audit, metrics: this.metrics,
       isSealed: () => this.barrier.sealed,
       leases: this.leases,
+      wrapper: this.wrapper,
       peerAuth: (req) => (this.identity.ca.ready ? this.identity.authenticatePeer(req) : Promise.resolve(null)),
     });
     this.mounts.register('kv', createKvBackend);
@@ -191,6 +196,7 @@ export class Core {
     }
     this.sweeper = setInterval(() => {
       this.tokens.sweepExpired().catch((err) => this.logger.warn({ err: (err as Error).message }, 'token expiry sweep failed'));
+      this.wrapper.sweep().catch((err) => this.logger.warn({ err: (err as Error).message }, 'wrapping sweep failed'));
     }, this.sweepIntervalMs);
     this.sweeper.unref();
     this.logger.info({ storage: this.storage.name, keyTerm: this.barrier.keyStatus().term }, 'Aegis unsealed');

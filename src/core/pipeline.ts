@@ -4,6 +4,7 @@ import { toCaller, type TokenStore } from '../auth/token/store.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { LeaseManager } from './leases/index.js';
+import type { ResponseWrapper } from './wrapping/index.js';
 import {
   AegisError, BadRequestError, NotFoundError, PermissionDeniedError, SealedError, UnsupportedOperationError, toClientError,
 } from './errors.js';
@@ -21,6 +22,8 @@ export interface PipelineDeps {
   isSealed(): boolean;
   /** Turns a response's `secret` into a lease. */
   leases?: LeaseManager;
+  /** Wraps responses when the client sent X-Vault-Wrap-TTL. */
+  wrapper?: ResponseWrapper;
   /**
    * Authenticates a request without a token by the certificate its client presented (an X.509-SVID over mutual
    * TLS): the caller, null when no certificate was presented; throws PermissionDeniedError for a bad one.
@@ -169,14 +172,13 @@ export class Pipeline {
       return { status: e.status, response: null, error: e };
     }
     if (res && warnings.length > 0) res.warnings = [...(res.warnings ?? []), ...warnings];
-    if (res?.secret) {
-      try {
-        res = await this.lease(res, req, match!, found ? found.hash : null);
-      } catch (err) {
-        const e = toClientError(err);
-        await this.d.audit.log(record({ type: 'response', status: e.status, error: e.message }));
-        return { status: e.status, response: null, error: e };
-      }
+    // A leased secret gets its lease; a response asked for wrapped is stored behind a wrapping token.
+    try {
+      if (res) res = await this.finish(res, req, match!, found ? found.hash : null);
+    } catch (err) {
+      const e = toClientError(err);
+      await this.d.audit.log(record({ type: 'response', status: e.status, error: e.message }));
+      return { status: e.status, response: null, error: e };
     }
     const status = statusOf(res);
     await this.d.audit.log(record({ type: 'response', status, response: res ?? undefined }));
@@ -209,12 +211,25 @@ export class Pipeline {
     return { status, response: res, error: null };
   }
 
-  /** Records the lease of a secret the engine made (or revokes the secret if that fails) and says so in the response. */
-  private async lease(res: Response, req: Request, match: RouteMatch, tokenHash: string | null): Promise<Response> {
-    const { secret, ...rest } = res;
-    if (!this.d.leases) throw new Error('an engine returned a leased secret but no lease manager is configured');
-    const entry = await this.d.leases.register({ path: req.path, mounted: match.mounted, secret: secret!, tokenHash });
-    return { ...rest, lease: { id: entry.id, duration: entry.ttl, renewable: entry.renewable } };
+  /**
+   * Records the lease of a secret the engine made (the lease manager revokes the secret if that fails), then wraps
+   * the response if the client asked (revoking the lease if wrapping fails: nobody would ever see the secret).
+   */
+  private async finish(res: Response, req: Request, match: RouteMatch, tokenHash: string | null): Promise<Response> {
+    if (res.secret) {
+      const { secret, ...rest } = res;
+      if (!this.d.leases) throw new Error('an engine returned a leased secret but no lease manager is configured');
+      const entry = await this.d.leases.register({ path: req.path, mounted: match.mounted, secret, tokenHash });
+      res = { ...rest, lease: { id: entry.id, duration: entry.ttl, renewable: entry.renewable } };
+    }
+    if (!req.wrapTTL || !(res.data || res.auth || res.lease)) return res;
+    try {
+      if (!this.d.wrapper) throw new Error('response wrapping asked but no wrapper is configured');
+      return await this.d.wrapper.wrap(res, req.wrapTTL, req.path);
+    } catch (err) {
+      if (res.lease) await this.d.leases?.revoke(res.lease.id, { force: true }).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Refusals are audited too, request and response (they are what detection looks for), then reported. */
@@ -237,7 +252,7 @@ function handlerFor(route: Route, op: Operation) {
 
 function statusOf(res: Response | null): number {
   if (res?.status) return res.status;
-  return res && (res.data || res.auth || res.raw || res.bare || res.lease || res.warnings?.length) ? 200 : 204;
+  return res && (res.data || res.auth || res.raw || res.bare || res.lease || res.wrapInfo || res.warnings?.length) ? 200 : 204;
 }
 
 const plainCache = new WeakMap<Route, ReadonlySet<string>>();

@@ -72,6 +72,18 @@ export interface Response {
   secret?: LeasedSecret;
   /** Set by the pipeline once `secret` has a lease. */
   lease?: { id: string; duration: number; renewable: boolean };
+  /** Set when the response was wrapped: the client gets this instead of the data. */
+  wrapInfo?: WrapInfo;
+}
+
+/** Vault's `wrap_info`. */
+export interface WrapInfo {
+  token: string;
+  accessor: string;
+  ttl: number;
+  creation_time: string;
+  creation_path: string;
+  wrapped_accessor?: string;
 }
 
 /** What an engine returns for a secret that must be revoked later (Vault's logical.Secret). */

@@ -5,6 +5,8 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Core } from '../core/core.js';
+import { parseDuration } from '../core/duration.js';
+import { MAX_WRAP_TTL } from '../core/wrapping/index.js';
 import type { PipelineResult } from '../core/pipeline.js';
 import type { Operation, Request } from '../core/request.js';
 import { FramedConnection } from './list-verb.js';
@@ -210,14 +212,25 @@ function toRequest(req: FastifyRequest, fixedPath?: string): Request {
       operation = 'delete';
       data = { ...query, ...((req.body as Record<string, unknown> | undefined) ?? {}) };
   }
-  if (req.headers['x-vault-wrap-ttl'] !== undefined) {
-    // Refuse rather than silently return an unwrapped secret to a client that asked for wrapping.
-    throw new HttpError(400, 'response wrapping (X-Vault-Wrap-TTL) is not supported by this server yet');
-  }
+  const wrapTTL = wrapTtlOf(req.headers['x-vault-wrap-ttl']);
   const socket = req.socket as unknown as FramedConnection;
   const client: Request['client'] = { address: req.socket.remoteAddress ?? '' };
   if (socket.encrypted) client.peerCertificate = () => peerCertificate(socket.socket as TLSSocket);
-  return { id: randomUUID(), operation, path, data, token: tokenOf(req), client };
+  return { id: randomUUID(), operation, path, data, token: tokenOf(req), client, ...(wrapTTL ? { wrapTTL } : {}) };
+}
+
+/** X-Vault-Wrap-TTL: seconds or a duration ("5m"); a bad value is refused rather than answered unwrapped. */
+function wrapTtlOf(header: string | string[] | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const value = Array.isArray(header) ? header[0] : header;
+  let ttl: number;
+  try {
+    ttl = parseDuration(value, 'X-Vault-Wrap-TTL');
+  } catch (err) {
+    throw new HttpError(400, (err as Error).message);
+  }
+  if (ttl < 1 || ttl > MAX_WRAP_TTL) throw new HttpError(400, `X-Vault-Wrap-TTL must be between 1s and ${MAX_WRAP_TTL}s (30 days)`);
+  return ttl;
 }
 
 const peerCerts = new WeakMap<TLSSocket, X509Certificate | null>();
@@ -256,8 +269,8 @@ function send(reply: FastifyReply, r: PipelineResult, head: boolean, requestId: 
     lease_id: res.lease?.id ?? '',
     renewable: res.lease?.renewable ?? false,
     lease_duration: res.lease?.duration ?? 0,
-    data: res.data ?? null,
-    wrap_info: null,
+    data: res.wrapInfo ? null : res.data ?? null,
+    wrap_info: res.wrapInfo ?? null,
     warnings: res.warnings ?? null,
     auth: res.auth ?? null,
   };

@@ -5,6 +5,7 @@ import { policyRoutes } from '../policy/index.js';
 import { capabilityRoutes } from './capability-routes.js';
 import { leaseRoutes } from './lease-routes.js';
 import { metricsRoutes } from './metrics-routes.js';
+import { wrappingRoutes } from './wrapping-routes.js';
 import { mountRoutes } from './mount-routes.js';
 import { sealRoutes } from './seal-routes.js';
 
@@ -20,6 +21,7 @@ export function createSysBackend(core: Core): Backend {
       ...capabilityRoutes(core),
       ...metricsRoutes(core),
       ...leaseRoutes(core),
+      ...wrappingRoutes(core),
     ],
   };
 }

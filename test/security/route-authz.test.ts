@@ -5,11 +5,13 @@ import { startTestServer, type InProcessServer } from '../helpers/server.js';
 
 const EXEMPT = ['sys/health', 'sys/init', 'sys/seal-status', 'sys/unseal'];
 // Need no token but are audited: attestation (the credential is in the request, like Vault's login paths) and
-// trust material outside tools fetch (bundles, CRLs, JWKS, OIDC discovery). Adding one must be deliberate.
+// trust material outside tools fetch (bundles, CRLs, JWKS, OIDC discovery), and the wrapping endpoints whose
+// credential is the wrapping token itself. Adding one must be deliberate.
 const LOGIN = [
   'identity/.well-known/openid-configuration', 'identity/attest/join-token', 'identity/attest/jwt', 'identity/bundle', 'identity/bundle/spiffe',
   'identity/crl', 'identity/crl/pem', 'identity/jwks',
   'pki/ca', 'pki/ca/pem', 'pki/ca_chain', 'pki/crl', 'pki/crl/pem',
+  'sys/wrapping/lookup', 'sys/wrapping/rewrap', 'sys/wrapping/unwrap',
 ];
 
 function concrete(mount: string, pattern: string): string {
@@ -74,7 +76,7 @@ describe('no route bypasses authorization', () => {
     assert.ok(checked > 40, `only ${checked} operations checked`);
   });
 
-  it('the default policy opens only the token self-service and lease renewal paths', async () => {
+  it('the default policy opens only the token self-service, lease renewal and wrapping paths', async () => {
     const allowed: string[] = [];
     for (const m of s.core.router.all()) {
       for (const { route } of m.routes) {
@@ -96,6 +98,8 @@ describe('no route bypasses authorization', () => {
       'update sys/capabilities-self',
       // Renewing and looking up a lease whose ID one holds (Vault's default policy).
       'update sys/leases/lookup', 'update sys/leases/renew', 'update sys/renew',
+      // Wrapping data of one's own (Vault's default policy).
+      'update sys/wrapping/wrap',
     ].sort());
   });
 
