@@ -1,7 +1,16 @@
 import type { Command } from 'commander';
 import { action, client, parsePairs, withFormat, type CommonOptions } from './command.js';
 import { CliError } from './client.js';
-import { printJson, printList, printPairs, say } from './output.js';
+import { printJson, printList, printResponse, say } from './output.js';
+
+interface VerbOptions extends CommonOptions {
+  wrapTtl?: string;
+}
+
+/** X-Vault-Wrap-TTL when --wrap-ttl was given. */
+function wrapHeaders(o: VerbOptions): Record<string, string> {
+  return o.wrapTtl ? { 'x-vault-wrap-ttl': o.wrapTtl } : {};
+}
 
 /** Vault's generic verbs: any path of any engine. */
 export function registerGeneric(program: Command): void {
@@ -9,11 +18,11 @@ export function registerGeneric(program: Command): void {
     .description('GET any API path')
     .argument('<path>', 'e.g. sys/mounts')
     .argument('[query...]', 'key=value query parameters')
-    .action(action(async (path: string, query: string[], o: CommonOptions) => {
-      const res = await client().ok('GET', path, { query: parsePairs(query, 'query parameter') });
+    .option('--wrap-ttl <duration>', 'wrap the response: get a single-use wrapping token valid this long instead (e.g. 5m)')
+    .action(action(async (path: string, query: string[], o: VerbOptions) => {
+      const res = await client().ok('GET', path, { query: parsePairs(query, 'query parameter'), headers: wrapHeaders(o) });
       if (o.format === 'json' || !res.body) return printJson(res.body);
-      const d = (res.body.data ?? res.body) as Record<string, unknown>;
-      printPairs(Object.keys(d).sort().map((k) => [k, d[k]]));
+      printResponse(res.body);
       return undefined;
     }));
 
@@ -21,7 +30,8 @@ export function registerGeneric(program: Command): void {
     .description('POST key=value data to any API path (- reads a JSON object from standard input)')
     .argument('<path>', 'e.g. auth/token/create')
     .argument('[pairs...]', 'key=value')
-    .action(action(async (path: string, pairs: string[], o: CommonOptions) => {
+    .option('--wrap-ttl <duration>', 'wrap the response: get a single-use wrapping token valid this long instead (e.g. 5m)')
+    .action(action(async (path: string, pairs: string[], o: VerbOptions) => {
       let body: unknown = parsePairs(pairs.filter((p) => p !== '-'), 'pair');
       if (pairs.includes('-')) {
         try {
@@ -30,11 +40,10 @@ export function registerGeneric(program: Command): void {
           throw new CliError(`standard input is not JSON: ${(err as Error).message}`);
         }
       }
-      const res = await client().ok('POST', path, { body });
+      const res = await client().ok('POST', path, { body, headers: wrapHeaders(o) });
       if (o.format === 'json') return printJson(res.body);
       if (!res.body) return say(`Success! Data written to: ${path}`);
-      const d = (res.body.data ?? res.body.auth ?? res.body) as Record<string, unknown>;
-      printPairs(Object.keys(d).sort().map((k) => [k, d[k]]));
+      printResponse(res.body);
       return undefined;
     }));
 
@@ -56,6 +65,17 @@ export function registerGeneric(program: Command): void {
       const keys = (res.body!.data as { keys: string[] }).keys;
       if (o.format === 'json') return printJson(keys);
       printList(keys);
+      return undefined;
+    }));
+
+  withFormat(program.command('unwrap'))
+    .description('unwrap a wrapped response, once (default: the wrapping token in AEGIS_TOKEN)')
+    .argument('[token]', 'the wrapping token')
+    .action(action(async (token: string | undefined, o: CommonOptions) => {
+      const res = await client().ok('PUT', 'sys/wrapping/unwrap', token ? { body: { token }, auth: false } : {});
+      if (o.format === 'json') return printJson(res.body);
+      if (!res.body) return say('The wrapped response was empty.');
+      printResponse(res.body);
       return undefined;
     }));
 }

@@ -6,6 +6,7 @@ import { registerDev } from './dev.js';
 import { registerGeneric } from './generic.js';
 import { registerIdentity } from './identity.js';
 import { registerKv } from './kv.js';
+import { registerLease } from './lease.js';
 import { registerLogin } from './login.js';
 import { registerOperator } from './operator.js';
 import { registerPki } from './pki.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerAudit(program);
   registerSecrets(program);
   registerKv(program);
+  registerLease(program);
   registerIdentity(program);
   registerPki(program);
   registerAgent(program);

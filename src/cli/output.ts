@@ -27,3 +27,24 @@ export function show(v: unknown): string {
 export function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
+
+/**
+ * A Vault response envelope as `vault read` prints it: the wrapping token when the response was wrapped, else the
+ * lease (when there is one) followed by the data (or the auth block) as sorted pairs.
+ */
+export function printResponse(body: Record<string, unknown>): void {
+  const w = body.wrap_info as Record<string, unknown> | null | undefined;
+  if (w) {
+    printPairs([
+      ['wrapping_token:', w.token], ['wrapping_accessor:', w.accessor], ['wrapping_token_ttl:', `${w.ttl}s`],
+      ['wrapping_token_creation_time:', w.creation_time], ['wrapping_token_creation_path:', w.creation_path],
+      ...(w.wrapped_accessor ? [['wrapped_accessor:', w.wrapped_accessor] as [string, unknown]] : []),
+    ]);
+    return;
+  }
+  const pairs: [string, unknown][] = [];
+  if (body.lease_id) pairs.push(['lease_id', body.lease_id], ['lease_duration', `${body.lease_duration}s`], ['lease_renewable', body.renewable]);
+  const d = (body.data ?? body.auth ?? {}) as Record<string, unknown>;
+  pairs.push(...Object.keys(d).sort().map((k): [string, unknown] => [k, d[k]]));
+  printPairs(pairs);
+}

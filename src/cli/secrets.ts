@@ -6,7 +6,7 @@ export function registerSecrets(program: Command): void {
   const secrets = program.command('secrets').description('enable, disable and list secrets engines');
 
   secrets.command('enable')
-    .description('mount a secrets engine (types: kv)')
+    .description('mount a secrets engine (types: kv, transit, database)')
     .argument('<type>', 'engine type, e.g. kv or kv-v2')
     .option('--path <path>', 'mount path (default: the type)')
     .option('--description <text>', 'what the mount is for')
