@@ -14,6 +14,7 @@ import { registerPolicy } from './policy.js';
 import { registerSecrets } from './secrets.js';
 import { registerServer } from './server.js';
 import { registerToken } from './token.js';
+import { registerTransit } from './transit.js';
 
 export function buildProgram(): Command {
   const program = new Command('aegis')
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerAudit(program);
   registerSecrets(program);
   registerKv(program);
+  registerTransit(program);
   registerLease(program);
   registerIdentity(program);
   registerPki(program);
