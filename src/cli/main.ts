@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { AEGIS_VERSION } from '../core/seal/index.js';
 import { registerAgent } from './agent.js';
 import { registerAudit } from './audit.js';
+import { registerDatabase } from './database.js';
 import { registerDev } from './dev.js';
 import { registerGeneric } from './generic.js';
 import { registerIdentity } from './identity.js';
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerSecrets(program);
   registerKv(program);
   registerTransit(program);
+  registerDatabase(program);
   registerLease(program);
   registerIdentity(program);
   registerPki(program);
