@@ -9,22 +9,14 @@ import pg from 'pg';
 import { launchPostgres } from '../test/helpers/postgres.js';
 import { startBenchServer } from './lib/aegis-server.js';
 import { flag } from './lib/args.js';
-import { round } from './lib/load.js';
+import { round, type LoadResult } from './lib/load.js';
 
 const SECONDS = flag('seconds', 10);
 const CLIENTS = flag('clients', 8);
 const MAX = flag('max', 20_000);
 const ANCHOR_SECONDS = Math.min(SECONDS, 5);
 
-interface Phase {
-  ops: number;
-  errors: number;
-  seconds: number;
-  ops_per_s: number;
-  p50_ms: number;
-  p99_ms: number;
-  max_ms: number;
-}
+type Phase = LoadResult;
 
 /**
  * Closed loop: `clients` workers, each sending its next call when the previous answer arrives, until `seconds`

@@ -40,6 +40,14 @@ export function parsePairs(args: string[], what = 'argument'): Record<string, st
   return out;
 }
 
+/** The keys under a path (Vault's LIST); `empty` is the error when there are none. */
+export async function listKeys(path: string, empty: string): Promise<string[]> {
+  const res = await client().call('GET', path, { query: { list: 'true' } });
+  if (res.status === 404) throw new CliError(empty);
+  if (res.status >= 400) throw new CliError(`${path}: ${res.status} ${((res.body?.errors as string[]) ?? []).join('; ')}`);
+  return (res.body!.data as { keys: string[] }).keys;
+}
+
 export function wholeNumber(value: string, name: string): number {
   if (!/^\d+$/.test(value)) throw new CliError(`${name} must be a whole number, got "${value}"`, 2);
   return Number(value);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { action, client, withFormat, type CommonOptions } from './command.js';
+import { action, client, listKeys, withFormat, type CommonOptions } from './command.js';
 import { CliError } from './client.js';
 import { printJson, printList, printPairs, printResponse, say } from './output.js';
 
@@ -67,10 +67,7 @@ export function registerDatabase(program: Command): void {
   withMount(config.command('list'))
     .description('the connections')
     .action(action(async (o: DbOptions) => {
-      const res = await client().call('GET', `${mountOf(o)}/config/`, { query: { list: 'true' } });
-      if (res.status === 404) throw new CliError('no connections configured');
-      if (res.status >= 400) throw new CliError(`${res.status} ${((res.body?.errors as string[]) ?? []).join('; ')}`);
-      const keys = (res.body!.data as { keys: string[] }).keys;
+      const keys = await listKeys(`${mountOf(o)}/config/`, 'no connections configured');
       if (o.format === 'json') return printJson(keys);
       printList(keys);
       return undefined;

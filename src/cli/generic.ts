@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, client, parsePairs, withFormat, type CommonOptions } from './command.js';
+import { action, client, listKeys, parsePairs, withFormat, type CommonOptions } from './command.js';
 import { CliError } from './client.js';
 import { printJson, printList, printResponse, say } from './output.js';
 
@@ -59,10 +59,7 @@ export function registerGeneric(program: Command): void {
     .description('LIST any API path')
     .argument('<path>', 'e.g. secret/metadata/')
     .action(action(async (path: string, o: CommonOptions) => {
-      const res = await client().call('GET', path, { query: { list: 'true' } });
-      if (res.status === 404) throw new CliError(`no entries under ${path}`);
-      if (res.status >= 400) throw new CliError(`${path}: ${res.status} ${((res.body?.errors as string[]) ?? []).join('; ')}`);
-      const keys = (res.body!.data as { keys: string[] }).keys;
+      const keys = await listKeys(path, `no entries under ${path}`);
       if (o.format === 'json') return printJson(keys);
       printList(keys);
       return undefined;

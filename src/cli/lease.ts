@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, client, withFormat, type CommonOptions } from './command.js';
+import { action, client, listKeys, withFormat, type CommonOptions } from './command.js';
 import { CliError } from './client.js';
 import { printJson, printList, printPairs, say } from './output.js';
 
@@ -53,10 +53,7 @@ export function registerLease(program: Command): void {
     .argument('<prefix>', 'e.g. database/creds/app/')
     .action(action(async (prefix: string, o: CommonOptions) => {
       const p = prefix.replace(/^\/+/, '').replace(/\/*$/, '/');
-      const res = await client().call('GET', `sys/leases/lookup/${p}`, { query: { list: 'true' } });
-      if (res.status === 404) throw new CliError(`no leases under ${p}`);
-      if (res.status >= 400) throw new CliError(`${p}: ${res.status} ${((res.body?.errors as string[]) ?? []).join('; ')}`);
-      const keys = (res.body!.data as { keys: string[] }).keys;
+      const keys = await listKeys(`sys/leases/lookup/${p}`, `no leases under ${p}`);
       if (o.format === 'json') return printJson(keys);
       printList(keys);
       return undefined;

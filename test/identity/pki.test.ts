@@ -6,11 +6,11 @@ import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } fr
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import type { PipelineResult } from '../../src/core/pipeline.js';
 import { toPem } from '../../src/identity/pem.js';
 import { makeCore } from '../helpers/core.js';
 import { startTestServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
+import { fails, ok } from '../helpers/results.js';
 
 // The Vault PKI subset (pki/), through the real pipeline of one core; one test through real HTTP with openssl as
 // the independent verifier. `init` mounts the engine at pki/, as it mounts secret/.
@@ -19,20 +19,6 @@ const dir = tempDir('pki');
 
 const EC_FIELDS = ['ca_chain', 'certificate', 'expiration', 'issuing_ca', 'serial_number'];
 const SERIAL = /^(?:[0-9a-f]{2}:){19}[0-9a-f]{2}$/;
-
-/** The `data` of a successful call (fails the test on an error). */
-function ok(r: PipelineResult, what = 'call'): any {
-  assert.ok(r.status === 200 || r.status === 204, `${what}: expected success, got ${r.status} ${r.error?.message ?? ''}`);
-  return r.response?.data ?? null;
-}
-
-/** Asserts an error status and a message matching `message`. */
-function fails(r: PipelineResult, status: number, message?: RegExp): string {
-  assert.equal(r.status, status, `expected ${status}, got ${r.status} ${r.error?.message ?? JSON.stringify(r.response?.data ?? null)}`);
-  assert.ok(r.error, 'expected an error');
-  if (message) assert.match(r.error.message, message);
-  return r.error.message;
-}
 
 const role = async (name: string, body: Record<string, unknown>) => ok(await t.call('update', `pki/roles/${name}`, body), `write role ${name}`);
 const issue = (name: string, body: Record<string, unknown>) => t.call('update', `pki/issue/${name}`, body);

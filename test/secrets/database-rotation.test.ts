@@ -3,26 +3,14 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { SecureStore } from '../../src/core/barrier/index.js';
-import type { PipelineResult } from '../../src/core/pipeline.js';
 import { makeCore } from '../helpers/core.js';
 import { startPostgres } from '../helpers/postgres.js';
+import { fails, ok } from '../helpers/results.js';
 
 // Root rotation (with its write-ahead record) and static roles, against a real PostgreSQL. Each config connects
 // as a superuser of its own, so rotating it never touches the harness's superuser or another test's root.
 const db = await startPostgres();
 const t = await makeCore();
-
-function ok(r: PipelineResult, what = 'call'): any {
-  assert.ok(r.status === 200 || r.status === 204, `${what}: expected success, got ${r.status} ${r.error?.message ?? ''}`);
-  return r.response?.data ?? null;
-}
-
-function fails(r: PipelineResult, status: number, message?: RegExp): string {
-  assert.equal(r.status, status, `expected ${status}, got ${r.status} ${r.error?.message ?? JSON.stringify(r.response?.data ?? null)}`);
-  assert.ok(r.error, 'expected an error');
-  if (message) assert.match(r.error.message, message);
-  return r.error.message;
-}
 
 const READONLY = [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`];
 

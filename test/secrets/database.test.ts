@@ -11,22 +11,12 @@ import { makeCore } from '../helpers/core.js';
 import { startPostgres } from '../helpers/postgres.js';
 import { startTestServer } from '../helpers/server.js';
 import { checkPlaceholders, formatExpiration, generatePassword, generateUsername, globMatch, parseStatements, render } from '../../src/secrets/database/templates.js';
+import { fails, ok } from '../helpers/results.js';
+import { scrubPieces } from '../../src/secrets/database/connections.js';
 
 // One real core and one real PostgreSQL (Debian's binaries, a fresh cluster on a loopback port) for the file.
 const db = await startPostgres();
 const t = await makeCore();
-
-function ok(r: PipelineResult, what = 'call'): any {
-  assert.ok(r.status === 200 || r.status === 204, `${what}: expected success, got ${r.status} ${r.error?.message ?? ''}`);
-  return r.response?.data ?? null;
-}
-
-function fails(r: PipelineResult, status: number, message?: RegExp): string {
-  assert.equal(r.status, status, `expected ${status}, got ${r.status} ${r.error?.message ?? JSON.stringify(r.response?.data ?? null)}`);
-  assert.ok(r.error, 'expected an error');
-  if (message) assert.match(r.error.message, message);
-  return r.error.message;
-}
 
 // Aegis connects as a superuser of its own, never the harness's.
 const ROOT = 'aegis_admin';
@@ -430,6 +420,14 @@ describe('over HTTP and in the audit log', () => {
 });
 
 describe('templates and generated values', () => {
+  it('a syntax error quoting any piece of a generated password, however short, is masked', () => {
+    const pw = 'Ab3-MBK_x9zQwErTyUiOpAsDfGhJkLzX';
+    assert.equal(scrubPieces('syntax error at or near "MBK"', [pw]), 'syntax error at or near "*****"');
+    assert.equal(scrubPieces('syntax error at or near "3"', [pw]), 'syntax error at or near "*****"');
+    assert.equal(scrubPieces('syntax error at or near "CREATE"', [pw]), 'syntax error at or near "CREATE"');
+    assert.doesNotMatch(scrubPieces(`bad ${pw.slice(4, 20)} here`, [pw]), /MBK_x9/);
+  });
+
   it('generated passwords are 32 characters from [A-Za-z0-9_-] with upper, lower, digit and dash', () => {
     for (let i = 0; i < 500; i++) {
       const p = generatePassword();

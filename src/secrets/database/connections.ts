@@ -117,10 +117,12 @@ export function scrub(message: string, secrets: readonly string[]): string {
 
 /**
  * Also replaces any piece of at least 4 characters of the given random passwords: PostgreSQL's lexer splits a
- * misquoted password at "-" or digits, and its syntax errors quote the piece they stopped at.
+ * misquoted password at "-" or digits, and its syntax errors quote the piece they stopped at — which may be
+ * shorter than 4, so the quoted token of a syntax error is masked whenever it is part of a password.
  */
 export function scrubPieces(message: string, generated: readonly string[]): string {
-  let out = scrub(message, generated);
+  let out = scrub(message, generated).replace(/(at or near )"([^"]*)"/g, (whole, lead: string, token: string) =>
+    token !== '' && generated.some((s) => s.includes(token)) ? `${lead}"*****"` : whole);
   for (const s of generated) {
     for (let len = s.length - 1; len >= 4; len--) {
       for (let i = 0; i + len <= s.length; i++) {
