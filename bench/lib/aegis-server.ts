@@ -26,6 +26,7 @@ export async function startBenchServer(label: string, init: Record<string, unkno
     listener: { address: '127.0.0.1:0' },
     rate_limit: { requests_per_second: 0 },
     log_level: 'warn',
+    dns_addr: '127.0.0.1:0',
     ...(process.env.BENCH_SYNC ? { storage: { sqlite: { synchronous: process.env.BENCH_SYNC } } } : {}),
   });
   const caFile = join(dir, 'tls/ca.pem');

@@ -16,6 +16,7 @@ export interface ApiResponse {
   status: number;
   body: Record<string, unknown> | null;
   text: string;
+  headers: Record<string, string | string[] | undefined>;
 }
 
 export const TOKEN_FILE = join(homedir(), '.aegis-token');
@@ -80,7 +81,7 @@ export class ApiClient {
           } catch {
             body = null;
           }
-          resolve({ status: res.statusCode ?? 0, body, text });
+          resolve({ status: res.statusCode ?? 0, body, text, headers: res.headers });
         });
       });
       req.on('timeout', () => req.destroy(new Error('timed out after 60s')));

@@ -22,8 +22,9 @@ export function registerDev(program: Command): void {
     .option('--data-dir <dir>', 'keep data here (default: a temporary folder removed on exit)')
     .option('--log-level <level>', 'log level (logs go to stderr)', 'info')
     .option('--trust-domain <name>', 'trust domain of the workload CA', 'aegis.local')
+    .option('--dns-listen <address>', 'the catalog\'s DNS interface (UDP); "off" turns it off', '127.0.0.1:8600')
     .option('--tls', 'serve HTTPS with a self-made CA instead of HTTP (what `aegis agent` needs: it renews SVIDs over mutual TLS)')
-    .action(action(async (o: { listen: string; rootToken?: string; dataDir?: string; logLevel: string; trustDomain: string; tls?: boolean }) => {
+    .action(action(async (o: { listen: string; rootToken?: string; dataDir?: string; logLevel: string; trustDomain: string; tls?: boolean; dnsListen: string }) => {
       let host: string;
       try {
         host = parseAddress(o.listen).host;
@@ -42,6 +43,7 @@ export function registerDev(program: Command): void {
       cfg.listener.tlsDisable = !o.tls;
       cfg.storage.synchronous = 'normal';
       cfg.sealKeyFile = keyFile;
+      cfg.dnsAddress = o.dnsListen === 'off' ? null : o.dnsListen;
       const logger = createLogger(o.logLevel, pino.destination(2));
       let server;
       try {
@@ -75,12 +77,14 @@ export function registerDev(program: Command): void {
         ...(unsealKey ? [`  Unseal key:  ${unsealKey}   (auto-unsealed from ${keyFile})`] : []),
         `  Data dir:    ${dataDir}${temp ? '   (removed on exit)' : ''}`,
         `  Audit log:   ${auditLog}`,
+        ...(server.dns ? [`  DNS:         ${server.dns.address}:${server.dns.port}   (dig @${server.dns.address} -p ${server.dns.port} web.service.aegis)`] : []),
         '',
         'Try, in another terminal:',
         `  export AEGIS_ADDR=${server.address}${rootToken ? ` AEGIS_TOKEN=${rootToken}` : ''}${server.caFile ? ` AEGIS_CACERT=${server.caFile}` : ''}`,
         `  ${cli} kv put secret/hello who=world`,
         `  ${cli} kv get secret/hello`,
         `  ${cli} token create --policy default --ttl 1h`,
+        `  ${cli} catalog register web --id web-1 --address 127.0.0.1 --port 8080`,
         `  ${cli} identity join-token create --service web`,
         `  ${cli} identity svid --join-token <token> --out ./web-svid`,
         `  ${cli} audit verify ${auditLog}`,

@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { AEGIS_VERSION } from '../core/seal/index.js';
 import { registerAgent } from './agent.js';
 import { registerAudit } from './audit.js';
+import { registerCatalog } from './catalog.js';
 import { registerDatabase } from './database.js';
 import { registerDev } from './dev.js';
 import { registerGeneric } from './generic.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerKv(program);
   registerTransit(program);
   registerDatabase(program);
+  registerCatalog(program);
   registerLease(program);
   registerIdentity(program);
   registerPki(program);

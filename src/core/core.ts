@@ -1,4 +1,5 @@
 import { AuditBroker } from '../audit/index.js';
+import { Catalog, HealthChecker, connectChecker, createCatalogBackends } from '../catalog/index.js';
 import { TokenStore, createTokenBackend } from '../auth/index.js';
 import { PolicyEngine, PolicyStore } from '../policy/index.js';
 import { SecurityEvents } from '../detect/index.js';
@@ -68,6 +69,8 @@ export class Core {
   readonly identity: IdentityService;
   readonly leases: LeaseManager;
   readonly wrapper: ResponseWrapper;
+  readonly catalog: Catalog;
+  readonly checker: HealthChecker;
   readonly defaultTtl: number;
   readonly maxTtl: number;
   private sweeper: NodeJS.Timeout | null = null;
@@ -129,6 +132,12 @@ export class Core {
       createTokenBackend({ tokens: this.tokens, engine: this.engine, defaultTtl: this.defaultTtl, maxTtl: this.maxTtl }),
       this.barrier,
     );
+    this.catalog = new Catalog(this.barrier.view('catalog/'), (l) => this.storage.subscribe(l));
+    this.checker = new HealthChecker({ host: this.catalog, logger: this.logger });
+    connectChecker(this.catalog, this.checker);
+    const catalogBackends = createCatalogBackends(this.catalog, this.checker);
+    this.router.add({ ...builtin, path: 'catalog/', type: 'catalog', description: 'service catalog' }, catalogBackends.catalog, this.barrier.view('catalog/'));
+    this.router.add({ ...builtin, path: 'health/', type: 'health', description: 'service health' }, catalogBackends.health, this.barrier.view('catalog/'));
     this.router.add({ ...builtin, path: 'identity/', type: 'identity', description: 'workload identity: CA, SVIDs, attestation' }, createIdentityBackend(this.identity, this.tokens), this.barrier.view('identity/'));
   }
 
@@ -188,6 +197,8 @@ export class Core {
       await this.identity.setup();
       await this.mounts.setup();
       await this.leases.setup();
+      this.checker.start();
+      await this.catalog.setup();
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'setup after unseal failed; sealing again');
       await this.beforeSeal();
@@ -206,6 +217,8 @@ export class Core {
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
     this.leases.teardown();
+    this.checker.stop();
+    this.catalog.teardown();
     await this.mounts.teardown();
     this.identity.teardown();
     this.audit.teardown();

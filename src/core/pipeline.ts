@@ -252,7 +252,7 @@ function handlerFor(route: Route, op: Operation) {
 
 function statusOf(res: Response | null): number {
   if (res?.status) return res.status;
-  return res && (res.data || res.auth || res.raw || res.bare || res.lease || res.wrapInfo || res.warnings?.length) ? 200 : 204;
+  return res && (res.data || res.auth || res.raw || res.bare || res.lease || res.wrapInfo || res.events || res.warnings?.length) ? 200 : 204;
 }
 
 const plainCache = new WeakMap<Route, ReadonlySet<string>>();

@@ -72,6 +72,11 @@ export interface Response {
   secret?: LeasedSecret;
   /** Set by the pipeline once `secret` has a lease. */
   lease?: { id: string; duration: number; renewable: boolean };
+  /**
+   * A Server-Sent Events stream: each string is sent as one `data:` event, null as a keep-alive comment. The
+   * signal aborts when the client goes away. The pipeline audits the response when the stream starts.
+   */
+  events?: (signal: AbortSignal) => AsyncIterable<string | null>;
   /** Set when the response was wrapped: the client gets this instead of the data. */
   wrapInfo?: WrapInfo;
 }

@@ -28,6 +28,8 @@ export interface ServerConfig {
   apiAddr: string | null;
   /** Worker threads that verify CSRs and sign SVIDs (default: one per CPU). */
   issueWorkers: number;
+  /** Where the catalog's DNS interface listens (UDP); null = off. */
+  dnsAddress: string | null;
 }
 
 export class ConfigError extends Error {
@@ -37,7 +39,7 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP = ['listener', 'storage', 'data_dir', 'seal', 'max_request_bytes', 'request_timeout', 'rate_limit', 'default_lease_ttl', 'max_lease_ttl', 'log_level', 'api_addr', 'identity_workers'];
+const TOP = ['listener', 'storage', 'data_dir', 'seal', 'max_request_bytes', 'request_timeout', 'rate_limit', 'default_lease_ttl', 'max_lease_ttl', 'log_level', 'api_addr', 'identity_workers', 'dns_addr'];
 
 export function defaultConfig(dataDir: string): ServerConfig {
   return {
@@ -53,6 +55,7 @@ export function defaultConfig(dataDir: string): ServerConfig {
     logLevel: 'info',
     apiAddr: null,
     issueWorkers: Math.min(8, availableParallelism()),
+    dnsAddress: '127.0.0.1:8600',
   };
 }
 
@@ -133,6 +136,11 @@ export function parseConfig(json: unknown, baseDir: string): ServerConfig {
     const lv = str(doc.log_level, 'log_level');
     if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(lv)) throw new ConfigError('log_level must be one of error, warn, info, debug, trace, silent');
     cfg.logLevel = lv;
+  }
+  if (doc.dns_addr !== undefined) {
+    // "" or null turns DNS off.
+    cfg.dnsAddress = doc.dns_addr === null || doc.dns_addr === '' ? null : str(doc.dns_addr, 'dns_addr');
+    if (cfg.dnsAddress) parseAddress(cfg.dnsAddress);
   }
   if (doc.identity_workers !== undefined) cfg.issueWorkers = int(doc.identity_workers, 'identity_workers', 0, 64);
   if (doc.api_addr !== undefined) {

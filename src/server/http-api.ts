@@ -245,6 +245,29 @@ function peerCertificate(socket: TLSSocket): X509Certificate | null {
   return cert;
 }
 
+/** Server-Sent Events: the response stays open, one `data:` line per event, until either side ends it. */
+function stream(reply: FastifyReply, events: (signal: AbortSignal) => AsyncIterable<string | null>): FastifyReply {
+  const ac = new AbortController();
+  const raw = reply.raw;
+  reply.hijack();
+  raw.on('close', () => ac.abort());
+  raw.writeHead(200, { ...(reply.getHeaders() as Record<string, string>), 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+  raw.flushHeaders();
+  void (async () => {
+    try {
+      for await (const ev of events(ac.signal)) {
+        if (ac.signal.aborted) break;
+        raw.write(ev === null ? ': keep-alive\n\n' : `data: ${ev}\n\n`);
+      }
+    } catch {
+      // The stream's source failed (sealed): end the response; the client reconnects.
+    } finally {
+      if (!raw.writableEnded) raw.end();
+    }
+  })();
+  return reply;
+}
+
 function tokenOf(req: FastifyRequest): string | null {
   const v = req.headers['x-vault-token'];
   if (typeof v === 'string' && v !== '') return v;
@@ -262,6 +285,7 @@ function send(reply: FastifyReply, r: PipelineResult, head: boolean, requestId: 
   const res = r.response;
   for (const [k, v] of Object.entries(res?.headers ?? {})) reply.header(k, v);
   if (r.status === 204 || !res) return reply.send();
+  if (res.events && !head) return stream(reply, res.events);
   if (res.raw) return reply.type(res.raw.contentType).send(res.raw.body);
   if (head) return reply.send();
   const body = res.bare ?? {

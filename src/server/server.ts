@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
+import { startDnsServer, type RunningDns } from '../catalog/index.js';
 import { Core } from '../core/core.js';
 import { KeyFileUnseal } from '../core/seal/index.js';
 import { CachedStorage, SqliteStorage } from '../core/storage/index.js';
@@ -15,6 +16,8 @@ export interface RunningServer {
   address: string;
   /** The CA to trust when Aegis made its own certificate. */
   caFile: string | null;
+  /** The catalog's DNS interface, when on. */
+  dns: RunningDns | null;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -41,6 +44,17 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     await core.stop();
     throw err;
   }
+  let dns: RunningDns | null = null;
+  if (cfg.dnsAddress) {
+    const d = parseAddress(cfg.dnsAddress);
+    try {
+      dns = await startDnsServer({ catalog: core.catalog, address: d.host, port: d.port, logger });
+    } catch (err) {
+      await app.close();
+      await core.stop();
+      throw new Error(`DNS interface could not listen on ${cfg.dnsAddress}: ${(err as Error).message} (set dns_addr, or "" to turn it off)`);
+    }
+  }
   const bound = app.server.address() as AddressInfo;
   const shownHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
   const address = `${tls ? 'https' : 'http'}://${shownHost}:${bound.port}`;
@@ -50,15 +64,16 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     void core.audit.reopen();
   };
   process.on('SIGHUP', onHup);
-  logger.info({ address, storage: cfg.storage.path, sealed: core.barrier.sealed, initialized: core.seal.initialized }, 'Aegis listening');
+  logger.info({ address, dns: dns ? `${dns.address}:${dns.port}` : null, storage: cfg.storage.path, sealed: core.barrier.sealed, initialized: core.seal.initialized }, 'Aegis listening');
   let closed = false;
   return {
-    core, app, address, caFile: tls?.caFile ?? null, logger,
+    core, app, address, caFile: tls?.caFile ?? null, logger, dns,
     async close() {
       if (closed) return;
       closed = true;
       process.off('SIGHUP', onHup);
       await app.close();
+      await dns?.close();
       await core.stop();
     },
   };

@@ -11,7 +11,7 @@ import { tempDir } from '../helpers/temp.js';
 /** `aegis server --config` as a real process, HTTPS with the CA it makes itself. */
 async function startServerProcess(dir: string): Promise<{ address: string; caFile: string; output: () => string }> {
   const cfg = join(dir, 'aegis.json');
-  writeFileSync(cfg, JSON.stringify({ data_dir: './data', listener: { address: '127.0.0.1:0' }, storage: { sqlite: { synchronous: 'normal' } }, log_level: 'warn' }));
+  writeFileSync(cfg, JSON.stringify({ data_dir: './data', listener: { address: '127.0.0.1:0' }, storage: { sqlite: { synchronous: 'normal' } }, log_level: 'warn', dns_addr: '127.0.0.1:0' }));
   const proc = spawn(process.execPath, [BIN, 'server', '--config', cfg], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   onCleanup(() => new Promise<void>((done) => {
     if (proc.exitCode !== null) return done();

@@ -27,6 +27,7 @@ export async function startTestServer(opts: { tls?: boolean; shares?: number; th
   cfg.listener.tlsDisable = !opts.tls;
   cfg.storage.synchronous = 'normal';
   cfg.rateLimit = { perSecond: 0, burst: 1 };
+  cfg.dnsAddress = '127.0.0.1:0';
   opts.configure?.(cfg);
   const server = await startServer(cfg, createLogger('silent'));
   onCleanup(() => server.close());
@@ -84,7 +85,7 @@ export interface DevProcess {
 export async function startDevProcess(opts: { rootToken?: string; dataDir?: string; extraArgs?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<DevProcess> {
   const dataDir = opts.dataDir ?? tempDir('dev');
   const rootToken = opts.rootToken ?? 'root-test-token';
-  const proc = spawn(process.execPath, [BIN, 'dev', '--listen', '127.0.0.1:0', '--root-token', rootToken, '--data-dir', dataDir, '--log-level', 'warn', ...(opts.extraArgs ?? [])], {
+  const proc = spawn(process.execPath, [BIN, 'dev', '--listen', '127.0.0.1:0', '--root-token', rootToken, '--data-dir', dataDir, '--log-level', 'warn', '--dns-listen', '127.0.0.1:0', ...(opts.extraArgs ?? [])], {
     cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
