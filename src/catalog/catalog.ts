@@ -30,6 +30,7 @@ export interface CatalogEvents {
   checkRemoved(namespace: string, checkId: string): void;
 }
 
+const ANSWER_CACHE_MAX = 50_000;
 const RANK: Record<CheckStatus, number> = { passing: 0, warning: 1, critical: 2 };
 
 export class Catalog implements CheckHost, DnsCatalog {
@@ -41,6 +42,10 @@ export class Catalog implements CheckHost, DnsCatalog {
   private readonly allWaiters = new Set<() => void>();
   /** Keys this server is writing: their changes are applied by the writer, not re-read from the feed. */
   private readonly localWrites = new Set<string>();
+  /** Serialized answers by query, valid while their service's index is unchanged (reads far outnumber changes). */
+  private readonly answers = new Map<string, { index: number; outputs: number; body: string }>();
+  /** Per service, how many times a check's output changed without a status change (answers show outputs too). */
+  private readonly outputs = new Map<string, number>();
   private index = 0;
   private loaded = false;
   private unsubscribe: (() => void) | null = null;
@@ -166,7 +171,13 @@ export class Catalog implements CheckHost, DnsCatalog {
   /** CheckHost: newest output, memory only. */
   setOutput(namespace: string, checkId: string, output: string): void {
     const cur = this.checks.get(`${namespace}/${checkId}`);
-    if (cur) cur.state = { ...cur.state, output: output.slice(0, MAX_OUTPUT) };
+    if (!cur) return;
+    cur.state = { ...cur.state, output: output.slice(0, MAX_OUTPUT) };
+    const inst = this.instances.get(`${namespace}/${cur.state.instanceId}`);
+    if (inst) {
+      const sk = `${namespace}/${inst.inst.service}`;
+      this.outputs.set(sk, (this.outputs.get(sk) ?? 0) + 1);
+    }
   }
 
   // ---- reads ----
@@ -218,6 +229,19 @@ export class Catalog implements CheckHost, DnsCatalog {
     const ids = this.byService.get(`${namespace}/${service}`);
     if (!ids || ids.size === 0) return null;
     return this.instancesOf(namespace, service, { passing: true }).map((v) => ({ id: v.id, address: v.address, port: v.port }));
+  }
+
+  /** The JSON answer of a read of one service, made once per change of that service. */
+  answer(namespace: string, service: string, query: string, build: () => unknown): { body: string; index: number } {
+    const index = this.indexOf(namespace, service);
+    const outputs = this.outputs.get(`${namespace}/${service}`) ?? 0;
+    const key = `${namespace}/${service}?${query}`;
+    const hit = this.answers.get(key);
+    if (hit && hit.index === index && hit.outputs === outputs) return hit;
+    const made = { index, outputs, body: JSON.stringify(build()) };
+    if (this.answers.size >= ANSWER_CACHE_MAX) this.answers.clear();
+    this.answers.set(key, made);
+    return made;
   }
 
   // ---- blocking queries ----
@@ -368,6 +392,8 @@ export class Catalog implements CheckHost, DnsCatalog {
   }
 
   private clear(): void {
+    this.answers.clear();
+    this.outputs.clear();
     this.instances.clear();
     this.byService.clear();
     this.checks.clear();

@@ -21,7 +21,11 @@ const BLOCKING: FieldSpecs = {
 };
 
 function json(body: unknown, index: number): Response {
-  return { raw: { contentType: 'application/json', body: JSON.stringify(body) }, headers: { 'x-aegis-index': String(index), 'x-consul-index': String(index) } };
+  return rawJson(JSON.stringify(body), index);
+}
+
+function rawJson(body: string, index: number): Response {
+  return { raw: { contentType: 'application/json', body }, headers: { 'x-aegis-index': String(index), 'x-consul-index': String(index) } };
 }
 
 function waitMs(fields: Record<string, unknown>): number {
@@ -84,7 +88,9 @@ export function catalogRoutes(catalog: Catalog): Route[] {
         read: async (ctx) => {
           const { ns, service } = names(ctx);
           await blockService(ctx, ns, service);
-          return json(catalog.instancesOf(ns, service, { tag: ctx.fields.tag as string | undefined }).map(instanceJson), catalog.indexOf(ns, service));
+          const tag = ctx.fields.tag as string | undefined;
+          const a = catalog.answer(ns, service, `catalog&tag=${tag ?? ''}`, () => catalog.instancesOf(ns, service, { tag }).map(instanceJson));
+          return rawJson(a.body, a.index);
         },
       },
     },
@@ -165,8 +171,9 @@ export function healthRoutes(catalog: Catalog, checker: HealthChecker): Route[] 
           if (index !== undefined && index > 0) await catalog.waitService(ns, service, index, waitMs(ctx.fields));
           // `?passing` with no value (Consul's form) arrives as an empty string: it means true.
           const passing = ctx.fields.passing === true || ctx.req.data.passing === '';
-          const list = catalog.instancesOf(ns, service, { passing, tag: ctx.fields.tag as string | undefined });
-          return json(list.map(healthEntry), catalog.indexOf(ns, service));
+          const tag = ctx.fields.tag as string | undefined;
+          const a = catalog.answer(ns, service, `health&passing=${passing}&tag=${tag ?? ''}`, () => catalog.instancesOf(ns, service, { passing, tag }).map(healthEntry));
+          return rawJson(a.body, a.index);
         },
       },
     },

@@ -111,6 +111,9 @@ describe('health', () => {
     assert.deepEqual(passing.map((e: any) => e.service.id), ['ttl-1', 'ttl-2']);
     const all = status(await srv.api('GET', 'health/service/default/ttl'), 200, 'all');
     assert.equal(all[0].checks[0].output, 'all good');
+    // A report without a status change updates the output that readers see (answers are cached per change).
+    status(await srv.api('PUT', 'health/check/default/service:ttl-1', { body: { status: 'pass', output: 'still good' } }), 204, 'report again');
+    assert.equal(status(await srv.api('GET', 'health/service/default/ttl'), 200, 'all')[0].checks[0].output, 'still good');
     status(await srv.api('PUT', 'health/check/default/service:ttl-1', { body: { status: 'fail' } }), 204, 'fail');
     assert.deepEqual(status(await srv.api('GET', 'health/service/default/ttl?passing'), 200, '').map((e: any) => e.service.id), ['ttl-2']);
     status(await srv.api('PUT', 'health/check/default/nope', { body: { status: 'pass' } }), 404, 'unknown check');
