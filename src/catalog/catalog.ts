@@ -113,7 +113,9 @@ export class Catalog implements CheckHost, DnsCatalog {
       const owner = this.checks.get(`${inst.namespace}/${c.id}`)?.state.instanceId;
       if (owner && owner !== inst.id) throw new BadRequestError(`check id "${c.id}" belongs to instance "${owner}" in namespace "${inst.namespace}"`);
     }
-    const ops: SecureTxnOp[] = [{ type: 'put', key: INSTANCES + key, value: inst }];
+    // The instance is written last: a transaction's index is its last write's, so it is the instance's version,
+    // which later writes check against.
+    const ops: SecureTxnOp[] = [{ type: 'check', key: INSTANCES + key, version: existing?.modifyIndex ?? 0 }];
     const now = Date.now();
     const states = new Map<string, StoredCheck>();
     for (const c of inst.checks) {
@@ -125,8 +127,7 @@ export class Catalog implements CheckHost, DnsCatalog {
     }
     const dropped = existing ? existing.inst.checks.filter((c) => !inst.checks.some((n) => n.id === c.id)) : [];
     for (const c of dropped) ops.push({ type: 'delete', key: `${CHECKS}${inst.namespace}/${c.id}` });
-    if (existing) ops.unshift({ type: 'check', key: INSTANCES + key, version: existing.modifyIndex });
-    else ops.unshift({ type: 'check', key: INSTANCES + key, version: 0 });
+    ops.push({ type: 'put', key: INSTANCES + key, value: inst });
     await this.write(ops, (i) => {
       for (const [id, state] of states) if (!this.checks.has(`${inst.namespace}/${id}`)) this.checks.set(`${inst.namespace}/${id}`, { state, version: i });
       for (const c of dropped) this.dropCheck(inst.namespace, c.id);
@@ -141,8 +142,9 @@ export class Catalog implements CheckHost, DnsCatalog {
     const key = `${namespace}/${id}`;
     const existing = this.instances.get(key);
     if (!existing) throw new NotFoundError(`no instance "${id}" in namespace "${namespace}"`);
-    const ops: SecureTxnOp[] = [{ type: 'check', key: INSTANCES + key, version: existing.modifyIndex }, { type: 'delete', key: INSTANCES + key }];
+    const ops: SecureTxnOp[] = [{ type: 'check', key: INSTANCES + key, version: existing.modifyIndex }];
     for (const c of existing.inst.checks) ops.push({ type: 'delete', key: `${CHECKS}${namespace}/${c.id}` });
+    ops.push({ type: 'delete', key: INSTANCES + key });
     await this.write(ops, (i) => {
       for (const c of existing.inst.checks) this.dropCheck(namespace, c.id);
       this.removeInstance(key, i);
@@ -153,18 +155,22 @@ export class Catalog implements CheckHost, DnsCatalog {
   async setStatus(namespace: string, checkId: string, status: CheckStatus, output: string): Promise<void> {
     if (!this.loaded) return;
     const ck = `${namespace}/${checkId}`;
-    const cur = this.checks.get(ck);
-    if (!cur) return;
-    const next: StoredCheck = { ...cur.state, status, output: output.slice(0, MAX_OUTPUT), since: Date.now() };
-    try {
-      await this.write([{ type: 'check', key: CHECKS + ck, version: cur.version }, { type: 'put', key: CHECKS + ck, value: next }], (i) => {
-        this.checks.set(ck, { state: next, version: i });
-        const inst = this.instances.get(`${namespace}/${next.instanceId}`);
-        if (inst) this.touchService(`${namespace}/${inst.inst.service}`, i);
-      });
-    } catch (err) {
-      // The check was removed or changed meanwhile (deregistration): nothing to record.
-      if (!(err instanceof TxnConflictError) && !(err instanceof ConflictError)) throw err;
+    // Checked against the owning instance's version, so a status can never resurrect the check of an instance
+    // deregistered meanwhile; a re-registration in between (which keeps check states) is retried.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = this.checks.get(ck);
+      const inst = cur && this.instances.get(`${namespace}/${cur.state.instanceId}`);
+      if (!cur || !inst || !inst.inst.checks.some((c) => c.id === checkId)) return;
+      const next: StoredCheck = { ...cur.state, status, output: output.slice(0, MAX_OUTPUT), since: Date.now() };
+      try {
+        await this.write([{ type: 'check', key: `${INSTANCES}${namespace}/${next.instanceId}`, version: inst.modifyIndex }, { type: 'put', key: CHECKS + ck, value: next }], (i) => {
+          this.checks.set(ck, { state: next, version: i });
+          this.touchService(`${namespace}/${inst.inst.service}`, i);
+        });
+        return;
+      } catch (err) {
+        if (!(err instanceof ConflictError)) throw err;
+      }
     }
   }
 

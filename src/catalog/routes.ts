@@ -1,3 +1,4 @@
+import { parseDuration } from '../core/duration.js';
 import { BadRequestError, NotFoundError } from '../core/errors.js';
 import type { FieldSpecs } from '../core/fields.js';
 import type { HandlerContext, Response, Route } from '../core/request.js';
@@ -31,6 +32,11 @@ function rawJson(body: string, index: number): Response {
 function waitMs(fields: Record<string, unknown>): number {
   const w = fields.wait as number | undefined;
   return Math.min(MAX_WAIT_MS, w === undefined || w === 0 ? DEFAULT_WAIT_MS : w * 1000);
+}
+
+/** `wait` on an open-fields route (registration bodies are free-form), parsed like the declared field. */
+function parseWait(raw: unknown): number | undefined {
+  return raw === undefined ? undefined : parseDuration(raw, 'wait');
 }
 
 function names(ctx: HandlerContext): { ns: string; service: string } {
@@ -75,9 +81,16 @@ export function catalogRoutes(catalog: Catalog): Route[] {
     },
     {
       pattern: 'namespaces',
-      summary: 'Namespaces that have instances.',
+      summary: 'Namespaces that have instances (blocking query on the whole catalog).',
+      fields: BLOCKING,
       auditPlain: PLAIN,
-      operations: { read: async () => json(catalog.namespaces(), catalog.catalogIndex()) },
+      operations: {
+        read: async (ctx) => {
+          const index = ctx.fields.index as number | undefined;
+          if (index !== undefined && index > 0) await catalog.waitCatalog(index, waitMs(ctx.fields));
+          return json(catalog.namespaces(), catalog.catalogIndex());
+        },
+      },
     },
     {
       pattern: 'service/:ns/:service',
@@ -112,13 +125,15 @@ export function catalogRoutes(catalog: Catalog): Route[] {
     },
     {
       pattern: 'service/:ns/:service/:id',
-      summary: 'Registers (PUT), reads or deregisters (DELETE) one instance of a service.',
+      summary: 'Registers (PUT), reads (blocking query on the service) or deregisters (DELETE) one instance of a service.',
       openFields: true,
       auditPlain: PLAIN,
       exists: async (ctx) => catalog.instance(ctx.params.ns!, ctx.params.id!) !== null,
       operations: {
         read: async (ctx) => {
           const { ns, service } = names(ctx);
+          const index = Number(ctx.req.data.index ?? 0);
+          if (Number.isSafeInteger(index) && index > 0) await catalog.waitService(ns, service, index, waitMs({ wait: parseWait(ctx.req.data.wait) }));
           const v = catalog.instance(ns, instanceId(ctx.params.id));
           if (!v || v.service !== service) throw new NotFoundError(`no instance "${ctx.params.id}" of service "${service}" in namespace "${ns}"`);
           return json(healthEntry(v), v.modify_index);

@@ -118,6 +118,17 @@ describe('health', () => {
     assert.deepEqual(status(await srv.api('GET', 'health/service/default/ttl?passing'), 200, '').map((e: any) => e.service.id), ['ttl-2']);
     status(await srv.api('PUT', 'health/check/default/nope', { body: { status: 'pass' } }), 404, 'unknown check');
     status(await srv.api('PUT', 'health/check/default/service:ttl-1', { body: { status: 'great' } }), 400, 'bad status');
+    // An instance whose check status changed since it registered deregisters, and its check goes with it.
+    status(await srv.api('DELETE', 'catalog/service/default/ttl/ttl-1'), 204, 'deregister with checks');
+    status(await srv.api('PUT', 'health/check/default/service:ttl-1', { body: { status: 'pass' } }), 404, 'check gone');
+  });
+
+  it('an instance critical longer than deregister_critical_after is deregistered', async () => {
+    status(await register('default', 'dca', 'dca-1', { address: '10.0.5.1', port: 1, check: { ttl: '1s', deregister_critical_after: '1s' } }), 200, 'register');
+    status(await srv.api('PUT', 'health/check/default/service:dca-1', { body: { status: 'pass' } }), 204, 'pass');
+    // No more reports: the TTL runs out (critical), and a second later the instance is gone.
+    await until('deregistered', async () => (await srv.api('GET', 'catalog/service/default/dca')).body.length === 0, 8000);
+    status(await srv.api('GET', 'catalog/service/default/dca/dca-1'), 404, 'gone');
   });
 
   it('an HTTP check run by the server turns the instance passing, then critical when the endpoint fails', async () => {
