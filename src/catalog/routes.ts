@@ -59,11 +59,15 @@ function instanceJson(v: InstanceView): Record<string, unknown> {
   };
 }
 
+/** Parks a blocking query (`?index=N`) until the service — or, without one, the whole catalog — passes N. */
+async function block(catalog: Catalog, ctx: HandlerContext, scope?: { ns: string; service: string }): Promise<void> {
+  const index = ctx.fields.index as number | undefined;
+  if (index === undefined || index <= 0) return;
+  if (scope) await catalog.waitService(scope.ns, scope.service, index, waitMs(ctx.fields));
+  else await catalog.waitCatalog(index, waitMs(ctx.fields));
+}
+
 export function catalogRoutes(catalog: Catalog): Route[] {
-  const blockService = async (ctx: HandlerContext, ns: string, service: string) => {
-    const index = ctx.fields.index as number | undefined;
-    if (index !== undefined && index > 0) await catalog.waitService(ns, service, index, waitMs(ctx.fields));
-  };
   return [
     {
       pattern: 'services',
@@ -73,8 +77,7 @@ export function catalogRoutes(catalog: Catalog): Route[] {
       operations: {
         read: async (ctx) => {
           const ns = label(ctx.fields.ns ?? DEFAULT_NAMESPACE, 'namespace');
-          const index = ctx.fields.index as number | undefined;
-          if (index !== undefined && index > 0) await catalog.waitCatalog(index, waitMs(ctx.fields));
+          await block(catalog, ctx);
           return json(catalog.services(ns), catalog.catalogIndex());
         },
       },
@@ -86,8 +89,7 @@ export function catalogRoutes(catalog: Catalog): Route[] {
       auditPlain: PLAIN,
       operations: {
         read: async (ctx) => {
-          const index = ctx.fields.index as number | undefined;
-          if (index !== undefined && index > 0) await catalog.waitCatalog(index, waitMs(ctx.fields));
+          await block(catalog, ctx);
           return json(catalog.namespaces(), catalog.catalogIndex());
         },
       },
@@ -100,7 +102,7 @@ export function catalogRoutes(catalog: Catalog): Route[] {
       operations: {
         read: async (ctx) => {
           const { ns, service } = names(ctx);
-          await blockService(ctx, ns, service);
+          await block(catalog, ctx, { ns, service });
           const tag = ctx.fields.tag as string | undefined;
           const a = catalog.answer(ns, service, `catalog&tag=${tag ?? ''}`, () => catalog.instancesOf(ns, service, { tag }).map(instanceJson));
           return rawJson(a.body, a.index);
@@ -182,8 +184,7 @@ export function healthRoutes(catalog: Catalog, checker: HealthChecker): Route[] 
       operations: {
         read: async (ctx) => {
           const { ns, service } = names(ctx);
-          const index = ctx.fields.index as number | undefined;
-          if (index !== undefined && index > 0) await catalog.waitService(ns, service, index, waitMs(ctx.fields));
+          await block(catalog, ctx, { ns, service });
           // `?passing` with no value (Consul's form) arrives as an empty string: it means true.
           const passing = ctx.fields.passing === true || ctx.req.data.passing === '';
           const tag = ctx.fields.tag as string | undefined;
