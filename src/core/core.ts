@@ -3,6 +3,7 @@ import { Catalog, HealthChecker, connectChecker, createCatalogBackends } from '.
 import { TokenStore, createTokenBackend } from '../auth/index.js';
 import { PolicyEngine, PolicyStore } from '../policy/index.js';
 import { SecurityEvents } from '../detect/index.js';
+import { MeshService } from '../mesh/index.js';
 import { createIdentityBackend, createPkiBackend, IdentityService } from '../identity/index.js';
 import { createDatabaseBackend, createKvBackend, createTransitBackend } from '../secrets/index.js';
 import { createSysBackend } from '../sys/index.js';
@@ -71,6 +72,7 @@ export class Core {
   readonly wrapper: ResponseWrapper;
   readonly catalog: Catalog;
   readonly checker: HealthChecker;
+  readonly mesh: MeshService;
   readonly defaultTtl: number;
   readonly maxTtl: number;
   private sweeper: NodeJS.Timeout | null = null;
@@ -138,6 +140,8 @@ export class Core {
     const catalogBackends = createCatalogBackends(this.catalog, this.checker);
     this.router.add({ ...builtin, path: 'catalog/', type: 'catalog', description: 'service catalog' }, catalogBackends.catalog, this.barrier.view('catalog/'));
     this.router.add({ ...builtin, path: 'health/', type: 'health', description: 'service health' }, catalogBackends.health, this.barrier.view('catalog/'));
+    this.mesh = new MeshService({ store: this.barrier.view('mesh/'), subscribe: (l) => this.storage.subscribe(l) });
+    this.router.add({ ...builtin, path: 'mesh/', type: 'mesh', description: 'mesh control plane: intentions' }, { type: 'mesh', routes: this.mesh.routes() }, this.barrier.view('mesh/'));
     this.router.add({ ...builtin, path: 'identity/', type: 'identity', description: 'workload identity: CA, SVIDs, attestation' }, createIdentityBackend(this.identity, this.tokens), this.barrier.view('identity/'));
   }
 
@@ -199,6 +203,7 @@ export class Core {
       await this.leases.setup();
       this.checker.start();
       await this.catalog.setup();
+      await this.mesh.setup();
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'setup after unseal failed; sealing again');
       await this.beforeSeal();
@@ -219,6 +224,7 @@ export class Core {
     this.leases.teardown();
     this.checker.stop();
     this.catalog.teardown();
+    this.mesh.teardown();
     await this.mounts.teardown();
     this.identity.teardown();
     this.audit.teardown();

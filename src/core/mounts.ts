@@ -18,7 +18,7 @@ export type BackendFactory = (ctx: BackendContext) => Backend;
 
 const TABLE_KEY = 'core/mounts';
 const MOUNT_PATH = /^(?:[a-zA-Z0-9_-]+\/){1,8}$/;
-const RESERVED = ['sys/', 'auth/', 'identity/', 'core/', 'seal/', 'logical/', 'cubbyhole/', 'catalog/', 'health/'];
+const RESERVED = ['sys/', 'auth/', 'identity/', 'core/', 'seal/', 'logical/', 'cubbyhole/', 'catalog/', 'health/', 'mesh/'];
 
 /**
  * The table of secrets engines (Vault's `sys/mounts`): persisted in the barrier, each mount with its own storage
