@@ -7,6 +7,7 @@ import { registerDatabase } from './database.js';
 import { registerDev } from './dev.js';
 import { registerGeneric } from './generic.js';
 import { registerIdentity } from './identity.js';
+import { registerIntention } from './intention.js';
 import { registerKv } from './kv.js';
 import { registerLease } from './lease.js';
 import { registerLogin } from './login.js';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerTransit(program);
   registerDatabase(program);
   registerCatalog(program);
+  registerIntention(program);
   registerLease(program);
   registerIdentity(program);
   registerPki(program);

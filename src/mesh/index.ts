@@ -1,6 +1,9 @@
 import type { SecureStore } from '../core/barrier/index.js';
 import type { Route } from '../core/request.js';
 import type { Change } from '../core/storage/index.js';
+import { MeshPolicies, intentionRoutes } from './intentions/index.js';
+
+export { MeshPolicies, MeshAuthorizer, type MeshRequest, type IntentionView, type MeshStatement } from './intentions/index.js';
 
 export interface MeshDeps {
   /** The barrier view `mesh/`. */
@@ -9,17 +12,28 @@ export interface MeshDeps {
   subscribe: (listener: (changes: readonly Change[]) => void) => () => void;
 }
 
-/** The mesh control plane: intentions (service-to-service authorization as Cedar) and what proxies watch. (Being built.) */
+/**
+ * The mesh control plane: intentions and raw Cedar documents (service-to-service authorization over the one Aegis
+ * schema), decisions, and what a proxy watches. The route table is built once: the core reads it at construction.
+ */
 export class MeshService {
-  constructor(private readonly deps: MeshDeps) {}
+  readonly policies: MeshPolicies;
+  private readonly table: Route[];
 
-  async setup(): Promise<void> {
-    void this.deps;
+  constructor(deps: MeshDeps) {
+    this.policies = new MeshPolicies(deps.store, deps.subscribe);
+    this.table = intentionRoutes(this.policies);
   }
 
-  teardown(): void {}
+  async setup(): Promise<void> {
+    await this.policies.setup();
+  }
+
+  teardown(): void {
+    this.policies.teardown();
+  }
 
   routes(): Route[] {
-    return [];
+    return this.table;
   }
 }

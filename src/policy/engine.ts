@@ -34,7 +34,8 @@ export interface Decision {
   reason: string;
 }
 
-interface Statement {
+/** One Cedar statement of a document, with its stable ID `<document>/<@id or position>`. */
+export interface Statement {
   id: string;
   json: cedar.PolicyJson;
 }
@@ -68,27 +69,12 @@ export class PolicyEngine {
     ensureSchema();
   }
 
-  /** Parses and validates one document against the schema; throws BadRequestError carrying Cedar's messages. */
+  /**
+   * Parses one document and validates it, as scoped to its tokens, against the schema; throws BadRequestError
+   * carrying Cedar's messages.
+   */
   static compile(doc: PolicyDoc): Statement[] {
-    ensureSchema();
-    const v = cedar.validate({ schema: API_SCHEMA, policies: { staticPolicies: doc.text }, validationSettings: { mode: 'strict' } });
-    if (v.type === 'failure') throw new BadRequestError(`policy ${doc.name} does not parse: ${messages(v.errors)}`);
-    if (v.validationErrors.length > 0) {
-      throw new BadRequestError(`policy ${doc.name} does not validate against the Aegis schema: ${messages(v.validationErrors.map((e) => e.error))}`);
-    }
-    const parts = cedar.policySetTextToParts(doc.text);
-    if (parts.type === 'failure') throw new BadRequestError(`policy ${doc.name} does not parse: ${messages(parts.errors)}`);
-    if (parts.policy_templates.length > 0) throw new BadRequestError(`policy ${doc.name}: templates are not supported; write static policies`);
-    if (parts.policies.length === 0) throw new BadRequestError(`policy ${doc.name} is empty: write at least one permit or forbid statement`);
-    const seen = new Set<string>();
-    return parts.policies.map((text, i) => {
-      const j = cedar.policyToJson(text);
-      if (j.type === 'failure') throw new BadRequestError(`policy ${doc.name} does not parse: ${messages(j.errors)}`);
-      const rule = j.json.annotations?.id ?? String(i + 1);
-      if (seen.has(rule)) throw new BadRequestError(`policy ${doc.name}: two statements share @id("${rule}")`);
-      seen.add(rule);
-      return { id: `${doc.name}/${rule}`, json: scopeTo(doc.name, j.json) };
-    });
+    return compileDocument(doc, (json) => scopeTo(doc.name, json));
   }
 
   /** Replaces the whole policy set (documents already validated by `compile`). */
@@ -138,6 +124,48 @@ export class PolicyEngine {
   }
 }
 
+/**
+ * Splits a document into statements, rewrites each with `scope` (what the engine will really evaluate) and validates
+ * the rewritten statements strictly against the Aegis schema, so what is checked is what runs. `what` names the kind
+ * of document in error messages.
+ */
+export function compileDocument(doc: PolicyDoc, scope: (json: cedar.PolicyJson) => cedar.PolicyJson, what = 'policy'): Statement[] {
+  ensureSchema();
+  const parts = cedar.policySetTextToParts(doc.text);
+  if (parts.type === 'failure') throw new BadRequestError(`${what} ${doc.name} does not parse: ${messages(parts.errors)}`);
+  if (parts.policy_templates.length > 0) throw new BadRequestError(`${what} ${doc.name}: templates are not supported; write static policies`);
+  if (parts.policies.length === 0) throw new BadRequestError(`${what} ${doc.name} is empty: write at least one permit or forbid statement`);
+  const seen = new Set<string>();
+  const statements = parts.policies.map((text, i) => {
+    const j = cedar.policyToJson(text);
+    if (j.type === 'failure') throw new BadRequestError(`${what} ${doc.name} does not parse: ${messages(j.errors)}`);
+    const rule = j.json.annotations?.id ?? String(i + 1);
+    if (seen.has(rule)) throw new BadRequestError(`${what} ${doc.name}: two statements share @id("${rule}")`);
+    seen.add(rule);
+    return { id: `${doc.name}/${rule}`, json: scope(j.json) };
+  });
+  validateStatements(statements, `${what} ${doc.name}`);
+  return statements;
+}
+
+/**
+ * Strict validation of statements against the Aegis schema; throws BadRequestError naming `what`. Returns Cedar's
+ * warnings (e.g. a statement that can never apply), which callers may refuse.
+ */
+export function validateStatements(statements: readonly Statement[], what: string): cedar.ValidationError[] {
+  ensureSchema();
+  const v = cedar.validate({
+    schema: API_SCHEMA,
+    policies: { staticPolicies: Object.fromEntries(statements.map((s) => [s.id, s.json])) },
+    validationSettings: { mode: 'strict' },
+  });
+  if (v.type === 'failure') throw new BadRequestError(`${what} does not parse: ${messages(v.errors)}`);
+  if (v.validationErrors.length > 0) {
+    throw new BadRequestError(`${what} does not validate against the Aegis schema: ${messages(v.validationErrors.map((e) => e.error))}`);
+  }
+  return v.validationWarnings;
+}
+
 function scopeTo(policyName: string, json: cedar.PolicyJson): cedar.PolicyJson {
   const guard: cedar.Clause = {
     kind: 'when',
@@ -179,6 +207,6 @@ function normaliseIp(ip: string): string {
   return isIP(ip) ? ip : '0.0.0.0';
 }
 
-function messages(errors: readonly cedar.DetailedError[]): string {
+export function messages(errors: readonly cedar.DetailedError[]): string {
   return errors.map((e) => (e.help ? `${e.message} (${e.help})` : e.message)).join('; ');
 }

@@ -1,9 +1,23 @@
-// The Aegis Cedar schema for API authorization.
+// The one Aegis Cedar schema: API authorization and mesh authorization share it.
+//
+// API (policy documents under sys/policies/cedar/, scoped to the tokens that carry them):
 //  principal  Aegis::Token  — the caller's token, `in` each Aegis::Policy it carries; its metadata are tags.
 //  action     read | create | update | delete | list | sudo
 //  resource   Aegis::Path   — the request path, `in` every folder above it (so `resource in Aegis::Path::"secret/data/app/"`
 //             covers the subtree); its segments are tags "0", "1", ... (so a condition can compare one segment).
 //  context    client_ip     — the caller's address.
+//
+// Mesh (intentions and mesh policies under mesh/, not scoped to tokens):
+//  principal  Aegis::Service — the calling service, id `<namespace>/<name>`, `in` its Aegis::Namespace.
+//  action     connect
+//  resource   Aegis::Service — the service being called.
+//  context    method?, path? — present only for HTTP requests (a TCP connection has neither), so conditions
+//             must test `context has method` first (strict validation refuses them otherwise).
+//
+// Validation checks a statement against every action it may apply to. API documents are validated with their
+// token scope (`principal in Aegis::Policy::"<name>"`) already added, which a Service can never satisfy, so an
+// API statement with an unconstrained action is not checked against `connect` (and keeps validating). Mesh
+// statements are restricted to `connect` before validation, symmetrically.
 export const API_SCHEMA = `
 namespace Aegis {
   entity Policy;
@@ -24,5 +38,23 @@ namespace Aegis {
     resource: [Path],
     context: RequestContext,
   };
+
+  entity Namespace;
+  entity Service in [Namespace] = {
+    namespace: String,
+    name: String,
+  };
+  type ConnectContext = { method?: String, path?: String };
+  action connect appliesTo {
+    principal: [Service],
+    resource: [Service],
+    context: ConnectContext,
+  };
 }
 `;
+
+/** The schema's entity types and the mesh action, for code that builds Cedar. */
+export const SERVICE_TYPE = 'Aegis::Service';
+export const NAMESPACE_TYPE = 'Aegis::Namespace';
+export const ACTION_TYPE = 'Aegis::Action';
+export const CONNECT = 'connect';

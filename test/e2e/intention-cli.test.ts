@@ -1,0 +1,60 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { runCli, startTestServer } from '../helpers/server.js';
+
+// The real `aegis intention` CLI as a child process against a real server.
+const srv = await startTestServer();
+const env = { AEGIS_ADDR: srv.address, AEGIS_TOKEN: srv.rootToken };
+
+async function cli(...args: string[]): Promise<string> {
+  const r = await runCli(args, env);
+  assert.equal(r.code, 0, `aegis ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+describe('aegis intention', () => {
+  it('allow, check (exit 0 allowed, 2 denied, naming the rule), list, delete', async () => {
+    const denied = await runCli(['intention', 'check', 'web', 'api'], env);
+    assert.equal(denied.code, 2);
+    assert.match(denied.stdout, /^Denied\n.*default deny/);
+    assert.match(await cli('intention', 'allow', 'web', 'api', '--description', 'web calls api'), /default\/web => default\/api \(allow\) saved as intention:default\/web->default\/api/);
+    const allowed = await cli('intention', 'check', 'web', 'default/api');
+    assert.match(allowed, /^Allowed\nallowed by intention:default\/web->default\/api/);
+    assert.match(await cli('intention', 'deny', 'prod/*', 'api'), /prod\/\* => default\/api \(deny\)/);
+    const forbidden = await runCli(['intention', 'check', 'prod/orders', 'api'], env);
+    assert.equal(forbidden.code, 2);
+    assert.match(forbidden.stdout, /forbidden by intention:prod\/\*->default\/api/);
+    const list = await cli('intention', 'list');
+    assert.match(list, /SOURCE\s+ACTION\s+DESTINATION/);
+    assert.match(list, /default\/web\s+allow\s+default\/api\s+web calls api/);
+    assert.match(list, /prod\/\*\s+deny\s+default\/api/);
+    assert.doesNotMatch(await cli('intention', 'list', '--source', 'web'), /prod/);
+    const json = JSON.parse(await cli('intention', 'list', '--destination', 'api', '--format', 'json'));
+    assert.equal(json.length, 2);
+    assert.match(await cli('intention', 'get', 'web', 'api'), /permit ?\(\s*principal == Aegis::Service::"default\/web"/);
+    assert.match(await cli('intention', 'delete', 'web', 'api'), /Deleted/);
+    assert.equal((await runCli(['intention', 'check', 'web', 'api'], env)).code, 2);
+  });
+
+  it('methods and path prefix are checked per request', async () => {
+    await cli('intention', 'allow', 'shop/web', 'shop/cart', '--methods', 'GET,POST', '--path-prefix', '/v1/');
+    assert.equal((await runCli(['intention', 'check', 'shop/web', 'shop/cart', '--method', 'GET', '--path', '/v1/items'], env)).code, 0);
+    assert.equal((await runCli(['intention', 'check', 'shop/web', 'shop/cart', '--method', 'DELETE', '--path', '/v1/items'], env)).code, 2);
+    assert.equal((await runCli(['intention', 'check', 'shop/web', 'shop/cart', '--method', 'GET', '--path', '/admin'], env)).code, 2);
+    const json = JSON.parse(await cli('intention', 'check', 'shop/web', 'shop/cart', '--method', 'POST', '--path', '/v1/', '--format', 'json'));
+    assert.deepEqual(json.rules, ['intention:shop/web->shop/cart']);
+  });
+
+  it('bad input is one error line and exit 1; a malformed SRC is a usage error', async () => {
+    const r = await runCli(['intention', 'allow', 'web', 'api', '--path-prefix', 'v1'], env);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^Error: .*path_prefix "v1" must start with "\/"/);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    const m = await runCli(['intention', 'allow', 'web', 'api', '--methods', 'GE T'], env);
+    assert.equal(m.code, 1);
+    assert.match(m.stderr, /not an HTTP method/);
+    const bad = await runCli(['intention', 'allow', 'a/b/c', 'api'], env);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /SRC "a\/b\/c"/);
+  });
+});
