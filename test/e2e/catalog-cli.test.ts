@@ -2,17 +2,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BIN, ROOT, runCli, startTestServer } from '../helpers/server.js';
+import { BIN, ROOT, cliOk, runCli, startTestServer } from '../helpers/server.js';
 
 // The real `aegis` CLI as a child process against a real server: catalog commands and `aegis watch service`.
 const srv = await startTestServer();
 const env = { AEGIS_ADDR: srv.address, AEGIS_TOKEN: srv.rootToken };
-
-async function cli(...args: string[]): Promise<string> {
-  const r = await runCli(args, env);
-  assert.equal(r.code, 0, `aegis ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const cli = cliOk(env);
 
 describe('aegis catalog', () => {
   it('register, services, instances (with health), check, deregister', async () => {

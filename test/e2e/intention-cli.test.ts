@@ -1,16 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { runCli, startTestServer } from '../helpers/server.js';
+import { cliOk, runCli, startTestServer } from '../helpers/server.js';
 
 // The real `aegis intention` CLI as a child process against a real server.
 const srv = await startTestServer();
 const env = { AEGIS_ADDR: srv.address, AEGIS_TOKEN: srv.rootToken };
-
-async function cli(...args: string[]): Promise<string> {
-  const r = await runCli(args, env);
-  assert.equal(r.code, 0, `aegis ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const cli = cliOk(env);
 
 describe('aegis intention', () => {
   it('allow, check (exit 0 allowed, 2 denied, naming the rule), list, delete', async () => {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { LedgerEngine } from '../core/lease-engine.js';
-import { runCli, startTestServer } from '../helpers/server.js';
+import { cliOk, runCli, startTestServer } from '../helpers/server.js';
 
 // The real `aegis` CLI as a child process against a real server: lease and wrapping commands.
 const srv = await startTestServer();
@@ -9,12 +9,7 @@ const engine = new LedgerEngine();
 srv.core.mounts.register('ledger', engine.factory);
 assert.equal((await srv.api('POST', 'sys/mounts/ledger', { body: { type: 'ledger' } })).status, 204);
 const env = { AEGIS_ADDR: srv.address, AEGIS_TOKEN: srv.rootToken };
-
-async function cli(...args: string[]): Promise<string> {
-  const r = await runCli(args, env);
-  assert.equal(r.code, 0, `aegis ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const cli = cliOk(env);
 
 describe('aegis lease', () => {
   it('read prints the lease; lookup, renew, list and revoke act on it', async () => {

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { defaultConfig, type ServerConfig } from '../../src/server/config.js';
@@ -122,6 +123,15 @@ export interface CliResult {
   code: number | null;
   stdout: string;
   stderr: string;
+}
+
+/** A CLI runner for one environment that fails the test unless the command exits 0; it returns standard output. */
+export function cliOk(env: NodeJS.ProcessEnv): (...args: string[]) => Promise<string> {
+  return async (...args) => {
+    const r = await runCli(args, env);
+    assert.equal(r.code, 0, `aegis ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
 }
 
 /** Runs the real `aegis` CLI as a child process. */
