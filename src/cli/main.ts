@@ -14,6 +14,7 @@ import { registerLogin } from './login.js';
 import { registerOperator } from './operator.js';
 import { registerPki } from './pki.js';
 import { registerPolicy } from './policy.js';
+import { registerProxy } from './proxy.js';
 import { registerSecrets } from './secrets.js';
 import { registerServer } from './server.js';
 import { registerToken } from './token.js';
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerIdentity(program);
   registerPki(program);
   registerAgent(program);
+  registerProxy(program);
   registerGeneric(program);
   return program;
 }

@@ -140,7 +140,7 @@ export class Core {
     const catalogBackends = createCatalogBackends(this.catalog, this.checker);
     this.router.add({ ...builtin, path: 'catalog/', type: 'catalog', description: 'service catalog' }, catalogBackends.catalog, this.barrier.view('catalog/'));
     this.router.add({ ...builtin, path: 'health/', type: 'health', description: 'service health' }, catalogBackends.health, this.barrier.view('catalog/'));
-    this.mesh = new MeshService({ store: this.barrier.view('mesh/'), subscribe: (l) => this.storage.subscribe(l) });
+    this.mesh = new MeshService({ store: this.barrier.view('mesh/'), subscribe: (l) => this.storage.subscribe(l), events: this.events });
     this.router.add({ ...builtin, path: 'mesh/', type: 'mesh', description: 'mesh control plane: intentions' }, { type: 'mesh', routes: this.mesh.routes() }, this.barrier.view('mesh/'));
     this.router.add({ ...builtin, path: 'identity/', type: 'identity', description: 'workload identity: CA, SVIDs, attestation' }, createIdentityBackend(this.identity, this.tokens), this.barrier.view('identity/'));
   }

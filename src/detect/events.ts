@@ -7,6 +7,8 @@ import type { SecureStore } from '../core/barrier/index.js';
 
 const PREFIX = 'events/';
 const MAX_EVENTS = 10_000;
+// Deletes per storage transaction when trimming (one commit per chunk rather than per key).
+const TRIM_CHUNK = 500;
 
 export interface SecurityEvent {
   type: string;
@@ -40,6 +42,28 @@ export class SecurityEvents {
     return stored;
   }
 
+  /**
+   * Several events in one storage transaction: all are kept or none is. They share one timestamp; their IDs keep
+   * the given order (the index precedes the randomness), so `recent` (newest first) lists a batch last event first.
+   */
+  async recordMany(events: readonly SecurityEvent[]): Promise<StoredEvent[]> {
+    if (events.length === 0) return [];
+    // Four hex digits of index; a batch larger than what is kept could never be read back whole anyway.
+    if (events.length > MAX_EVENTS) throw new RangeError(`at most ${MAX_EVENTS} events per batch, got ${events.length}`);
+    const time = new Date();
+    const ms = String(time.getTime()).padStart(15, '0');
+    const iso = time.toISOString();
+    const salt = randomBytes(4 * events.length).toString('hex');
+    const stored = events.map((event, i): StoredEvent => ({
+      id: `${ms}-${i.toString(16).padStart(4, '0')}${salt.slice(8 * i, 8 * i + 8)}`, time: iso, ...event,
+    }));
+    await this.store.txn(stored.map((e) => ({ type: 'put' as const, key: PREFIX + e.id, value: e })));
+    if (this.count < 0) this.count = (await this.store.list(PREFIX)).length;
+    else this.count += stored.length;
+    if (this.count > MAX_EVENTS) await this.trim();
+    return stored;
+  }
+
   /** The newest `limit` events, newest first, optionally of one type. */
   async recent(limit = 100, type?: string): Promise<StoredEvent[]> {
     const keys = (await this.store.list(PREFIX)).sort().reverse();
@@ -56,7 +80,10 @@ export class SecurityEvents {
 
   private async trim(): Promise<void> {
     const keys = (await this.store.list(PREFIX)).sort();
-    for (const k of keys.slice(0, keys.length - MAX_EVENTS)) await this.store.delete(PREFIX + k);
+    const old = keys.slice(0, Math.max(0, keys.length - MAX_EVENTS));
+    for (let i = 0; i < old.length; i += TRIM_CHUNK) {
+      await this.store.txn(old.slice(i, i + TRIM_CHUNK).map((k) => ({ type: 'delete' as const, key: PREFIX + k })));
+    }
     this.count = Math.min(keys.length, MAX_EVENTS);
   }
 }

@@ -39,8 +39,9 @@ permit (principal, action == Aegis::Action::"update", resource == Aegis::Path::"
 `;
 
 // Carried by callers authenticated as a workload (an X.509-SVID over mutual TLS, or a token from attestation):
-// get and renew their own SVIDs and JWT-SVIDs, and read what a proxy needs. The SPIFFE ID is never chosen by the
-// caller: handlers take it from the attested identity (entity_id), which nothing in the API can set.
+// get and renew their own SVIDs and JWT-SVIDs, read what a proxy needs, and report what their proxy saw
+// (mesh/events). The SPIFFE ID is never chosen by the caller: handlers take it from the attested identity
+// (entity_id), which nothing in the API can set.
 export const WORKLOAD_POLICY = `@id("workload-svid")
 permit (principal, action in [Aegis::Action::"create", Aegis::Action::"update"], resource == Aegis::Path::"identity/svid")
 when { principal.entity_id like "spiffe://*" };
@@ -55,6 +56,10 @@ when { principal.entity_id like "spiffe://*" };
 
 @id("workload-revocations")
 permit (principal, action == Aegis::Action::"read", resource == Aegis::Path::"identity/revocations")
+when { principal.entity_id like "spiffe://*" };
+
+@id("workload-mesh-events")
+permit (principal, action in [Aegis::Action::"create", Aegis::Action::"update"], resource == Aegis::Path::"mesh/events")
 when { principal.entity_id like "spiffe://*" };
 `;
 

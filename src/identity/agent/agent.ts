@@ -1,22 +1,21 @@
 import { EventEmitter } from 'node:events';
-import { readFile } from 'node:fs/promises';
-import { ApiClient, CliError, describeError } from '../../cli/client.js';
+import type { ApiClient } from '../../cli/client.js';
+import { describeError } from '../../cli/client.js';
 import type { Logger } from '../../telemetry/index.js';
-import { makeKeyAndCsr } from '../csr-make.js';
 import { fromPem } from '../pem.js';
-import type { SvidResult } from '../service.js';
+import { SvidKeeper, type Attestation, type HeldSvid } from './svid-keeper.js';
 import { writeSvidFiles } from './svid-files.js';
 import { startWorkloadApi, type WorkloadApi, type WorkloadSource, type WorkloadState } from './workload-api.js';
 
 // `aegis agent`: attests once (join token or JWT), then keeps an X.509-SVID current for the workloads on this host
 // and serves it over the SPIFFE Workload API. Keys are made here and never sent anywhere (only CSRs are). Renewal
-// at half life is authenticated by the current SVID over mutual TLS; while the server is unreachable the agent
-// keeps serving what it has and retries with backoff until the certificate expires.
+// at half life is authenticated by the current SVID over mutual TLS (SvidKeeper); while the server is unreachable
+// the agent keeps serving what it has and retries with backoff until the certificate expires.
 
 export interface AgentOptions {
   address: string;
   caFile?: string;
-  attestation: { joinToken: string; namespace?: string; service?: string } | { jwtFile: string; attestor: string };
+  attestation: Attestation;
   socketPath: string;
   writeDir?: string;
   ttlSeconds?: number;
@@ -26,57 +25,46 @@ export interface AgentOptions {
   watchWaitSeconds?: number;
 }
 
-interface Held {
-  state: WorkloadState;
-  keyPem: string;
-  certChainPem: string;
-  issuedAt: number;
-  serial: string;
-}
-
 export class Agent implements WorkloadSource {
-  private held: Held | null = null;
+  private state: WorkloadState | null = null;
   private readonly events = new EventEmitter();
+  private readonly keeper: SvidKeeper;
   private readonly client: ApiClient;
   private api: WorkloadApi | null = null;
-  private renewTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private watchIndex = 0;
   private watchAbort: (() => void) | null = null;
 
   constructor(private readonly o: AgentOptions) {
-    if (!o.address.startsWith('https://')) {
-      throw new CliError(`the agent needs an HTTPS server (renewal is authenticated by the SVID over mutual TLS); ${o.address} is not`, 2);
-    }
-    this.client = new ApiClient({
-      address: o.address, caCert: o.caFile ?? null, token: null,
-      clientCert: () => (this.held ? { cert: this.held.certChainPem, key: this.held.keyPem } : null),
+    this.keeper = new SvidKeeper({
+      who: 'the agent', address: o.address, caFile: o.caFile, attestation: o.attestation, ttlSeconds: o.ttlSeconds, keyType: o.keyType, logger: o.logger,
+      onSvid: (svid) => this.install(svid),
     });
+    this.client = this.keeper.client;
   }
 
   /** Attests, serves the Workload API, and keeps the SVID renewed. */
   async start(): Promise<void> {
-    const svid = await this.attest();
-    await this.install(svid.result, svid.keyPem);
+    const svid = await this.keeper.attest();
     this.api = await startWorkloadApi({ socketPath: this.o.socketPath, source: this, logger: this.o.logger });
-    this.o.logger.info({ spiffeId: svid.result.spiffe_id, socket: this.o.socketPath, expires: new Date(svid.result.expiration * 1000).toISOString() }, 'agent attested; Workload API serving');
+    this.o.logger.info({ spiffeId: svid.spiffeId, socket: this.o.socketPath, expires: new Date(svid.expiresAt).toISOString() }, 'agent attested; Workload API serving');
     void this.watchRevocations();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.keeper.stop();
     this.watchAbort?.();
     await this.api?.close();
     this.events.removeAllListeners();
   }
 
   get spiffeId(): string | null {
-    return this.held?.state.svid.spiffeId ?? null;
+    return this.state?.svid.spiffeId ?? null;
   }
 
   current(): WorkloadState | null {
-    return this.held?.state ?? null;
+    return this.state;
   }
 
   onUpdate(listener: (s: WorkloadState) => void): () => void {
@@ -98,81 +86,30 @@ export class Agent implements WorkloadSource {
 
   /** Renews now (normally called by the half-life timer). */
   async renew(): Promise<void> {
-    const { keyPem, csrPem } = await this.keyAndCsr();
-    const res = await this.client.call('POST', 'identity/svid', { body: { csr: csrPem, ...this.ttl() }, auth: false });
-    if (res.status !== 200) throw new CliError(describeError(res, 'POST', 'identity/svid'));
-    await this.install((res.body as { data: SvidResult }).data, keyPem);
-    this.o.logger.info({ spiffeId: this.spiffeId, serial: this.held!.serial }, 'SVID renewed');
+    await this.keeper.renew();
   }
 
-  private ttl(): { ttl?: number } {
-    return this.o.ttlSeconds ? { ttl: this.o.ttlSeconds } : {};
-  }
-
-  private async keyAndCsr() {
-    return makeKeyAndCsr(this.o.keyType ?? 'p256');
-  }
-
-  private async attest(): Promise<{ result: SvidResult; keyPem: string }> {
-    const { keyPem, csrPem } = await this.keyAndCsr();
-    const a = this.o.attestation;
-    let res;
-    if ('joinToken' in a) {
-      res = await this.client.ok('POST', 'identity/attest/join-token', {
-        body: { join_token: a.joinToken, csr: csrPem, namespace: a.namespace, service: a.service, ...this.ttl() }, auth: false,
-      });
-    } else {
-      let jwt: string;
-      try {
-        jwt = (await readFile(a.jwtFile, 'utf8')).trim();
-      } catch (err) {
-        throw new CliError(`cannot read the JWT file ${a.jwtFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, 2);
-      }
-      res = await this.client.ok('POST', 'identity/attest/jwt', { body: { attestor: a.attestor, jwt, csr: csrPem, ...this.ttl() }, auth: false });
-    }
-    return { result: (res.body as { data: SvidResult }).data, keyPem };
-  }
-
-  private async install(r: SvidResult, keyPem: string): Promise<void> {
-    const chainPem = [r.certificate, ...r.ca_chain].map((p) => p.trim()).join('\n') + '\n';
+  /** The Workload API view of a new SVID: CRLs and JWT keys fetched with it; files written; open streams pushed. */
+  private async install(svid: HeldSvid): Promise<void> {
     const crl = await this.fetchCrls();
     // The SPIFFE bundle's JWT keys (`use: jwt-svid`), which the Workload API serves as the JWT bundle.
     const spiffe = await this.client.ok('GET', 'identity/bundle/spiffe', { auth: false });
     const jwtKeys = ((JSON.parse(spiffe.text) as { keys: { use?: string }[] }).keys).filter((k) => k.use === 'jwt-svid');
     const state: WorkloadState = {
-      trustDomain: new URL(r.spiffe_id).host,
-      svid: { spiffeId: r.spiffe_id, chain: fromPem(chainPem), key: fromPem(keyPem)[0]!, expiresAt: new Date(r.expiration * 1000) },
-      bundle: fromPem(r.bundle),
+      trustDomain: new URL(svid.spiffeId).host,
+      svid: { spiffeId: svid.spiffeId, chain: fromPem(svid.certChainPem), key: fromPem(svid.keyPem)[0]!, expiresAt: new Date(svid.expiresAt) },
+      bundle: fromPem(svid.bundlePem),
       crl,
       jwtBundle: Buffer.from(JSON.stringify({ keys: jwtKeys })),
     };
-    this.held = { state, keyPem, certChainPem: chainPem, issuedAt: Date.now(), serial: r.serial_number };
+    this.state = state;
     if (this.o.writeDir) await writeSvidFiles(this.o.writeDir, state);
     this.events.emit('update', state);
-    this.scheduleRenewal();
   }
 
   private async fetchCrls(): Promise<Buffer[]> {
     const res = await this.client.call('GET', 'identity/crl/pem', { auth: false });
     return res.status === 200 ? fromPem(res.text) : [];
-  }
-
-  /** Renews at half the remaining life; on failure retries with backoff while the SVID is still valid. */
-  private scheduleRenewal(delayMs?: number): void {
-    if (this.stopped || !this.held) return;
-    if (this.renewTimer) clearTimeout(this.renewTimer);
-    const { issuedAt } = this.held;
-    const expires = this.held.state.svid.expiresAt.getTime();
-    const wait = delayMs ?? Math.max(1000, (expires - issuedAt) / 2 - (Date.now() - issuedAt));
-    this.renewTimer = setTimeout(() => {
-      this.renew().catch((err) => {
-        const left = expires - Date.now();
-        const retry = Math.max(1000, Math.min(30_000, left / 10));
-        this.o.logger.warn({ err: (err as Error).message, retryInMs: retry, expiresInMs: left }, 'SVID renewal failed; keeping the current one');
-        if (left > 0) this.scheduleRenewal(retry);
-      });
-    }, wait);
-    this.renewTimer.unref();
   }
 
   /**
@@ -187,12 +124,12 @@ export class Agent implements WorkloadSource {
         const res = await this.client.call('GET', 'identity/revocations', { query: { index: String(this.watchIndex), wait: `${wait}s` }, auth: false });
         if (res.status !== 200) throw new Error(describeError(res, 'GET', 'identity/revocations'));
         const index = Number((res.body as { data: { index: number } }).data.index);
-        if (index !== this.watchIndex && this.held) {
+        if (index !== this.watchIndex && this.state) {
           this.watchIndex = index;
           const bundle = await this.client.ok('GET', 'identity/bundle', { auth: false });
-          this.held.state = { ...this.held.state, crl: await this.fetchCrls(), bundle: fromPem(bundle.text) };
-          if (this.o.writeDir) await writeSvidFiles(this.o.writeDir, this.held.state);
-          this.events.emit('update', this.held.state);
+          this.state = { ...this.state, crl: await this.fetchCrls(), bundle: fromPem(bundle.text) };
+          if (this.o.writeDir) await writeSvidFiles(this.o.writeDir, this.state);
+          this.events.emit('update', this.state);
         }
         backoff = 1000;
       } catch (err) {

@@ -14,8 +14,12 @@ export interface OutboundOptions {
   listen: EndpointAddress;
   /** The SPIFFE ID every instance of the upstream must present. */
   expectedSpiffeId: string;
-  /** `host:port` of the upstream's inbound listeners (a static list for now). */
+  /**
+   * `host:port` of the upstream's inbound listeners. May start empty when `allowEmpty` (the sidecar fills it from
+   * the catalog with setInstances); local connections made while it is empty are closed as unavailable.
+   */
   instances: string[];
+  allowEmpty?: boolean;
   credentials: ProxyCredentials;
   verifier: PeerVerifier;
   /** TCP connect plus handshake, per attempt (default 2 s). */
@@ -39,14 +43,14 @@ type Attempt = { ok: true; socket: TLSSocket } | { ok: false; detail: string };
 export class OutboundConnector {
   private context: SecureContext;
   private next = 0;
-  private readonly instances: EndpointAddress[];
+  private instances: EndpointAddress[];
   private readonly live = new Set<Socket>();
   private readonly counts = { connections: 0, failedAttempts: 0, unavailable: 0, bytesIn: 0, bytesOut: 0 };
 
   private constructor(private readonly server: Server, private readonly opts: OutboundOptions) {
     this.context = OutboundConnector.buildContext(opts.credentials);
     this.instances = opts.instances.map(parseHostPort);
-    if (this.instances.length === 0) throw new RangeError(`upstream ${opts.expectedSpiffeId} has no instances`);
+    if (this.instances.length === 0 && !opts.allowEmpty) throw new RangeError(`upstream ${opts.expectedSpiffeId} has no instances`);
   }
 
   static async start(opts: OutboundOptions): Promise<OutboundConnector> {
@@ -76,13 +80,24 @@ export class OutboundConnector {
     this.context = OutboundConnector.buildContext(c);
   }
 
+  /** Replaces the instance list (healthy instances from the catalog); open connections are not touched. */
+  setInstances(instances: string[]): void {
+    this.instances = instances.map(parseHostPort);
+  }
+
+  /** The current instance list, `host:port`. */
+  instanceList(): string[] {
+    return this.instances.map((i) => (i.host.includes(':') ? `[${i.host}]:${i.port}` : `${i.host}:${i.port}`));
+  }
+
   /**
    * An mTLS connection to the upstream: instances are tried round robin, each failed attempt moves to the next,
    * at most one attempt per instance. Null when none could be reached.
    */
   async connectUpstream(): Promise<TLSSocket | null> {
-    for (let i = 0; i < this.instances.length; i++) {
-      const instance = this.instances[this.next++ % this.instances.length]!;
+    const instances = this.instances; // a snapshot: setInstances may replace the list while attempts run
+    for (let i = 0; i < instances.length; i++) {
+      const instance = instances[this.next++ % instances.length]!;
       const r = await this.attempt(instance);
       if (r.ok) return r.socket;
       this.counts.failedAttempts++;

@@ -1,0 +1,68 @@
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+// The intentions module first: it loads the policy engine, which sets the V8 flag the Cedar Wasm calls need.
+import { MeshAuthorizer } from '../../intentions/index.js';
+import { parseSpiffeId } from '../../../identity/spiffe-id.js';
+import { messages } from '../../../policy/index.js';
+
+// The inbound `connect` decision, made in the proxy over the statements of `mesh/config/<ns>/<service>`, so that
+// decisions keep working while the server is unreachable (fail static) and cost no round trip. Same evaluator as
+// the server's (MeshAuthorizer): default deny, a forbid overrides any permit.
+
+/** One statement as `mesh/config` serves it. */
+export interface ConfigStatement {
+  id: string;
+  effect: 'permit' | 'forbid';
+  cedar: string;
+}
+
+const WORKLOAD_PATH = /^\/ns\/([^/]+)\/svc\/([^/]+)$/;
+
+/** `spiffe://<td>/ns/<ns>/svc/<svc>` → `<ns>/<svc>` (the Cedar Service id); null for any other shape. */
+export function serviceOfSpiffeId(spiffeId: string, trustDomain: string): string | null {
+  try {
+    const id = parseSpiffeId(spiffeId);
+    const m = WORKLOAD_PATH.exec(id.path);
+    return id.trustDomain === trustDomain && m ? `${m[1]}/${m[2]}` : null;
+  } catch {
+    return null;
+  }
+}
+
+export class LocalPolicy {
+  private readonly authorizer = new MeshAuthorizer();
+  private loaded = false;
+
+  /** `destination` is this proxy's service, `<ns>/<name>`. */
+  constructor(private readonly destination: string, private readonly trustDomain: string) {}
+
+  /**
+   * Replaces the statement set. All or nothing: if one statement does not parse, the previous set stays (a
+   * partial set could drop a forbid and open what it closed) and the error is thrown for the caller to report.
+   */
+  load(statements: readonly ConfigStatement[]): void {
+    const parsed = statements.map((s) => {
+      const j = cedar.policyToJson(s.cedar);
+      if (j.type === 'failure') throw new Error(`mesh statement ${s.id} does not parse: ${messages(j.errors)}`);
+      return { id: s.id, json: j.json };
+    });
+    this.authorizer.load(parsed);
+    this.loaded = true;
+  }
+
+  /** Whether anything was loaded yet (before that, every connection is denied). */
+  get ready(): boolean {
+    return this.loaded;
+  }
+
+  get statementCount(): number {
+    return this.authorizer.statementCount;
+  }
+
+  /** The `connect` decision for a verified source SPIFFE ID; default deny. */
+  allows(sourceSpiffeId: string): boolean {
+    if (!this.loaded) return false;
+    const source = serviceOfSpiffeId(sourceSpiffeId, this.trustDomain);
+    if (source === null) return false;
+    return this.authorizer.decide({ source, destination: this.destination }).allowed;
+  }
+}

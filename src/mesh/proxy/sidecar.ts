@@ -1,0 +1,293 @@
+import { ApiClient, describeError } from '../../cli/client.js';
+import { MAX_BATCH_BYTES, toWireEvent, wireEventBytes } from '../events/index.js';
+import { BatchRejectedError, EventQueue } from './event-queue.js';
+import { SvidKeeper, type Attestation, type HeldSvid } from '../../identity/agent/index.js';
+import { workloadSpiffeId } from '../../identity/spiffe-id.js';
+import type { Logger } from '../../telemetry/index.js';
+import { InboundListener } from './inbound.js';
+import { OutboundConnector } from './outbound.js';
+import { PeerVerifier } from './peer-verifier.js';
+import { LocalPolicy, type ConfigStatement } from './runtime/local-policy.js';
+import { SidecarRegistration, sidecarServiceName } from './runtime/registration.js';
+import { BlockingWatch } from './runtime/watch.js';
+import type { EndpointAddress, ProxyCredentials, ProxyEvent } from './types.js';
+
+// `aegis proxy` (tcp mode): attests and keeps its SVID renewed (SvidKeeper, shared with `aegis agent`), registers
+// itself as `<service>-sidecar-proxy`, and holds blocking-query watches on the revocation list, the trust bundle,
+// the mesh config of its service and the healthy sidecars of each upstream. Every decision is local: when the
+// server is unreachable the proxy keeps serving with what it last had (fail static) and says how stale that is.
+
+export interface UpstreamSpec {
+  /** The upstream service; `ns/name` or `name` (this proxy's namespace). */
+  service: string;
+  namespace: string;
+  listen: EndpointAddress;
+}
+
+export interface SidecarOptions {
+  /** https:// */
+  address: string;
+  caFile?: string;
+  /**
+   * A token that may register `<service>-sidecar-proxy`, report its check and read mesh/config and health (the
+   * built-in workload policy does not grant these yet). Omitted: AEGIS_TOKEN or ~/.aegis-token, as for the CLI.
+   */
+  token?: string | null;
+  attestation: Attestation;
+  namespace: string;
+  service: string;
+  listen: EndpointAddress;
+  /** What other proxies dial (default: the listen host, or 127.0.0.1 when it listens on every address). */
+  advertise?: string;
+  app: EndpointAddress;
+  upstreams: UpstreamSpec[];
+  logger: Logger;
+  ttlSeconds?: number;
+  /** Blocking-query wait (s), default 30. */
+  watchWaitSeconds?: number;
+  onEvent?: (e: ProxyEvent) => void;
+}
+
+interface Revoked {
+  serials: Set<string>;
+  ids: Set<string>;
+}
+
+interface HealthEntry {
+  service: { address: string; port: number; kind: string; proxy: { destination_service: string } | null };
+}
+
+/** The blocking-query parameters; none on the first read (revocations would otherwise park an index of 0). */
+function blocking(index: number, wait: number): Record<string, string> {
+  return index > 0 ? { index: String(index), wait: `${wait}s` } : {};
+}
+
+export class Sidecar {
+  private readonly keeper: SvidKeeper;
+  private readonly client: ApiClient;
+  /** Refusals and denials on their way to the server (mesh/events), bounded: traffic never waits for them. */
+  private readonly reports: EventQueue<ProxyEvent>;
+  private revoked: Revoked = { serials: new Set(), ids: new Set() };
+  private bundlePem = '';
+  private lastContact = 0;
+  private trustDomain = '';
+  private policy: LocalPolicy | null = null;
+  private verifier: PeerVerifier | null = null;
+  private inbound: InboundListener | null = null;
+  private readonly outbound = new Map<string, OutboundConnector>();
+  private readonly watches: BlockingWatch<unknown>[] = [];
+  private registration: SidecarRegistration | null = null;
+  private stopped = false;
+  private revocationsRead = false;
+
+  constructor(private readonly o: SidecarOptions) {
+    this.keeper = new SvidKeeper({
+      who: 'the proxy', address: o.address, caFile: o.caFile, attestation: o.attestation, ttlSeconds: o.ttlSeconds, logger: o.logger,
+      onSvid: (svid) => this.adoptSvid(svid),
+    });
+    this.client = new ApiClient({ address: o.address, caCert: o.caFile ?? null, ...(o.token !== undefined ? { token: o.token } : {}) });
+    this.reports = new EventQueue<ProxyEvent>({
+      send: (batch) => this.sendEvents(batch),
+      sizeOf: (e) => { const w = toWireEvent(e); return w ? wireEventBytes(w) : 0; },
+      maxBatchBytes: MAX_BATCH_BYTES - 64,
+      onSendError: (err) => this.o.logger.warn({ err: (err as Error).message }, 'could not send security events; retrying'),
+    });
+  }
+
+  get spiffeId(): string | null {
+    return this.keeper.current()?.spiffeId ?? null;
+  }
+
+  get inboundPort(): number {
+    return this.inbound!.port;
+  }
+
+  /** The local port of an upstream's listener. */
+  upstreamPort(namespace: string, service: string): number | undefined {
+    return this.outbound.get(`${namespace}/${service}`)?.port;
+  }
+
+  /** Seconds since the last successful read from the server (0 before the first). */
+  staleness(): number {
+    return this.lastContact === 0 ? 0 : Math.floor((Date.now() - this.lastContact) / 1000);
+  }
+
+  status() {
+    return {
+      spiffe_id: this.spiffeId,
+      staleness_seconds: this.staleness(),
+      svid_expires: this.keeper.current() ? new Date(this.keeper.current()!.expiresAt).toISOString() : null,
+      statements: this.policy?.statementCount ?? 0,
+      revoked: { serials: this.revoked.serials.size, spiffe_ids: this.revoked.ids.size },
+      inbound: this.inbound?.stats() ?? null,
+      events: this.reports.stats(),
+      upstreams: Object.fromEntries([...this.outbound].map(([k, c]) => [k, { port: c.port, instances: c.instanceList(), ...c.stats() }])),
+    };
+  }
+
+  async start(): Promise<void> {
+    const svid = await this.keeper.attest();
+    this.touch();
+    this.trustDomain = new URL(svid.spiffeId).host;
+    const own = `${this.o.namespace}/${this.o.service}`;
+    const expected = workloadSpiffeId(this.trustDomain, this.o.namespace, this.o.service);
+    if (svid.spiffeId !== expected) throw new Error(`attested as ${svid.spiffeId}, but a proxy for ${own} must be ${expected}: check --service/--namespace and the join token`);
+    this.policy = new LocalPolicy(own, this.trustDomain);
+    this.verifier = new PeerVerifier({
+      trustDomain: this.trustDomain,
+      isSerialRevoked: (serial) => this.revoked.serials.has(serial),
+      isIdRevoked: (id) => this.revoked.ids.has(id),
+    });
+    const log = (name: string, err: Error, retryInMs: number) => this.o.logger.warn({ watch: name, err: err.message, retryInMs: Math.round(retryInMs), staleSeconds: this.staleness() }, 'watch failed; serving with what we have');
+    const wait = this.o.watchWaitSeconds ?? 30;
+    const revocations = this.watch<Revoked>('revocations', wait, log, (index, w) => this.fetchRevocations(index, w), (r) => this.applyRevocations(r));
+    const config = this.watch<ConfigStatement[]>('mesh-config', wait, log, (index, w) => this.fetchConfig(index, w), (s) => this.applyConfig(s));
+    // The policy and revocations must be in place before the listener admits anyone (until then: default deny).
+    await Promise.all([revocations.first, config.first]);
+
+    const credentials = this.credentials(svid);
+    this.inbound = await InboundListener.start({
+      listen: this.o.listen, app: this.o.app, credentials, verifier: this.verifier,
+      authorize: (id) => this.policy!.allows(id), onEvent: (e) => this.event(e),
+    });
+    for (const u of this.o.upstreams) {
+      const connector = await OutboundConnector.start({
+        listen: u.listen, expectedSpiffeId: workloadSpiffeId(this.trustDomain, u.namespace, u.service), instances: [], allowEmpty: true,
+        credentials, verifier: this.verifier, onEvent: (e) => this.event(e),
+      });
+      this.outbound.set(`${u.namespace}/${u.service}`, connector);
+      this.watch<string[]>(`upstream:${u.namespace}/${u.service}`, wait, log, (index, w) => this.fetchHealthy(u, index, w), (list) => {
+        connector.setInstances(list);
+        this.o.logger.info({ upstream: `${u.namespace}/${u.service}`, instances: list }, 'upstream instances');
+      });
+    }
+
+    this.registration = new SidecarRegistration(this.client, {
+      namespace: this.o.namespace, service: this.o.service, id: sidecarServiceName(`${this.o.service}-${this.inbound.port}`),
+      address: this.advertised(), port: this.inbound.port,
+      upstreams: this.o.upstreams.map((u) => ({ name: u.service, namespace: u.namespace, localPort: this.outbound.get(`${u.namespace}/${u.service}`)!.port })),
+      ttlMs: 15_000,
+    }, (err) => this.o.logger.warn({ err: err.message }, 'sidecar health report failed'));
+    await this.registration.register();
+    this.o.logger.info({ spiffeId: svid.spiffeId, inbound: this.inbound.port, upstreams: Object.fromEntries([...this.outbound].map(([k, c]) => [k, c.port])) }, 'proxy serving');
+  }
+
+  /** Deregisters (best effort: the server may be gone), then closes listeners and live connections. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.keeper.stop();
+    for (const w of this.watches) void w.stop();
+    await this.registration?.deregister().catch((err: Error) => this.o.logger.warn({ err: err.message }, 'could not deregister the sidecar'));
+    await this.reports.close(2_000);
+    await Promise.all([this.inbound?.close(), ...[...this.outbound.values()].map((c) => c.close())]);
+  }
+
+  private watch<T>(name: string, waitSeconds: number, onError: (n: string, e: Error, r: number) => void,
+    fetch: (index: number, wait: number) => Promise<{ index: number; value: T }>, apply: (v: T) => void | Promise<void>): BlockingWatch<T> {
+    const w = new BlockingWatch<T>({ name, fetch, apply, waitSeconds, onError, onContact: () => this.touch() }).start();
+    this.watches.push(w as BlockingWatch<unknown>);
+    return w;
+  }
+
+  private touch(): void {
+    this.lastContact = Date.now();
+  }
+
+  private advertised(): string {
+    if (this.o.advertise) return this.o.advertise;
+    const h = this.o.listen.host;
+    return h === '0.0.0.0' || h === '::' || h === '' ? '127.0.0.1' : h;
+  }
+
+  private credentials(svid: HeldSvid): ProxyCredentials {
+    return { certChainPem: svid.certChainPem, keyPem: svid.keyPem, bundlePem: this.bundlePem || svid.bundlePem };
+  }
+
+  /** A renewed SVID (or a new bundle) reaches new handshakes; live connections keep theirs. */
+  private adoptSvid(svid: HeldSvid): void {
+    if (!this.bundlePem) this.bundlePem = svid.bundlePem;
+    this.touch();
+    this.pushCredentials(svid);
+  }
+
+  private pushCredentials(svid: HeldSvid): void {
+    const c = this.credentials(svid);
+    this.inbound?.updateCredentials(c);
+    for (const o of this.outbound.values()) o.updateCredentials(c);
+  }
+
+  private async fetchRevocations(index: number, wait: number): Promise<{ index: number; value: Revoked }> {
+    // The revocation list parks even an index of 0 (nothing revoked yet), so only the very first read is immediate.
+    const query: Record<string, string> = this.revocationsRead ? { index: String(index), wait: `${wait}s` } : {};
+    const res = await this.keeper.client.call('GET', 'identity/revocations', { query, auth: false });
+    this.revocationsRead = true;
+    if (res.status !== 200) throw new Error(describeError(res, 'GET', 'identity/revocations'));
+    const d = (res.body as { data: { index: number; serials: { serial_number: string }[]; spiffe_ids: { spiffe_id: string }[] } }).data;
+    return {
+      index: Number(d.index),
+      value: { serials: new Set(d.serials.map((s) => s.serial_number.replace(/:/g, '').toLowerCase())), ids: new Set(d.spiffe_ids.map((i) => i.spiffe_id)) },
+    };
+  }
+
+  /** A new revocation list; the bundle is read again with it (a root rotation changes both). */
+  private async applyRevocations(r: Revoked): Promise<void> {
+    const bundle = await this.keeper.client.call('GET', 'identity/bundle', { auth: false });
+    this.revoked = r;
+    if (bundle.status === 200 && bundle.text.includes('BEGIN CERTIFICATE') && bundle.text !== this.bundlePem) {
+      this.bundlePem = bundle.text;
+      const svid = this.keeper.current();
+      if (svid) this.pushCredentials(svid);
+    }
+    await this.revalidate('revocations');
+  }
+
+  private async fetchConfig(index: number, wait: number): Promise<{ index: number; value: ConfigStatement[] }> {
+    const path = `mesh/config/${this.o.namespace}/${this.o.service}`;
+    const res = await this.client.call('GET', path, { query: blocking(index, wait) });
+    if (res.status !== 200) throw new Error(describeError(res, 'GET', path));
+    const d = (res.body as { data: { index: number; statements: ConfigStatement[] } }).data;
+    return { index: Number(d.index), value: d.statements };
+  }
+
+  private async applyConfig(statements: ConfigStatement[]): Promise<void> {
+    this.policy!.load(statements); // throws on a bad statement: the watch keeps the previous set and retries
+    this.o.logger.info({ statements: statements.length }, 'mesh policy loaded');
+    await this.revalidate('policy');
+  }
+
+  private async fetchHealthy(u: UpstreamSpec, index: number, wait: number): Promise<{ index: number; value: string[] }> {
+    const path = `health/service/${u.namespace}/${sidecarServiceName(u.service)}`;
+    const res = await this.client.call('GET', path, { query: { passing: 'true', ...blocking(index, wait) } });
+    if (res.status !== 200) throw new Error(describeError(res, 'GET', path));
+    const header = res.headers['x-aegis-index'];
+    const entries = JSON.parse(res.text) as HealthEntry[];
+    const list = entries
+      .filter((e) => e.service.kind === 'connect-proxy' && e.service.proxy?.destination_service === u.service)
+      .map((e) => (e.service.address.includes(':') ? `[${e.service.address}]:${e.service.port}` : `${e.service.address}:${e.service.port}`));
+    return { index: Number(Array.isArray(header) ? header[0] : header ?? 0), value: list };
+  }
+
+  private async revalidate(why: string): Promise<void> {
+    if (!this.inbound || this.stopped) return;
+    const closed = await this.inbound.revalidate();
+    if (closed > 0) this.o.logger.info({ closed, why }, 'closed live connections that are no longer allowed');
+  }
+
+  private event(e: ProxyEvent): void {
+    this.o.logger.info({ event: e }, `proxy ${e.type}: ${e.reason}`);
+    this.reports.push(e);
+    this.o.onEvent?.(e);
+  }
+
+  /** One batch to mesh/events, authenticated by our SVID (the server files the events under our SPIFFE ID). */
+  private async sendEvents(batch: ProxyEvent[]): Promise<void> {
+    const events = batch.map(toWireEvent).filter((e) => e !== null);
+    if (events.length === 0) return;
+    const res = await this.keeper.client.call('POST', 'mesh/events', { body: { events }, auth: false });
+    if (res.status < 400) return;
+    const msg = describeError(res, 'POST', 'mesh/events');
+    // A batch the server refuses as malformed would be refused forever: drop it (counted) instead of blocking the queue.
+    if (res.status < 500 && res.status !== 408 && res.status !== 429) throw new BatchRejectedError(msg);
+    throw new Error(msg);
+  }
+}
