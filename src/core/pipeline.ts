@@ -163,26 +163,13 @@ export class Pipeline {
     // audit(request): nothing runs if no device can record it.
     await this.d.audit.log(record({}));
 
-    let res: Response | null;
-    try {
-      res = (await handler(ctx())) ?? null;
-    } catch (err) {
-      const e = toClientError(err);
-      await this.d.audit.log(record({ type: 'response', status: e.status, error: e.message }));
-      return { status: e.status, response: null, error: e };
-    }
-    if (res && warnings.length > 0) res.warnings = [...(res.warnings ?? []), ...warnings];
-    // A leased secret gets its lease; a response asked for wrapped is stored behind a wrapping token.
-    try {
+    // The engine; then a leased secret gets its lease and a response asked for wrapped goes behind a wrapping token.
+    return this.answer(record, async () => {
+      let res = (await handler(ctx())) ?? null;
+      if (res && warnings.length > 0) res.warnings = [...(res.warnings ?? []), ...warnings];
       if (res) res = await this.finish(res, req, match!, found ? found.hash : null);
-    } catch (err) {
-      const e = toClientError(err);
-      await this.d.audit.log(record({ type: 'response', status: e.status, error: e.message }));
-      return { status: e.status, response: null, error: e };
-    }
-    const status = statusOf(res);
-    await this.d.audit.log(record({ type: 'response', status, response: res ?? undefined }));
-    return { status, response: res, error: null };
+      return res;
+    });
   }
 
   /** Routes that carry their own credential (attestation) or serve public data: no token, no Cedar, still audited. */
@@ -198,9 +185,14 @@ export class Pipeline {
       return this.deny(record({}), toClientError(err));
     }
     await this.d.audit.log(record({}));
+    return this.answer(record, async () => (await handler({ req, params: match.params, fields, store: match.mounted.store, relPath: match.relPath, mountPath: match.mounted.entry.path, caller: null })) ?? null);
+  }
+
+  /** Runs what makes the response, after audit(request): an error or the response, audited either way. */
+  private async answer(record: (extra: Partial<AuditRecord>) => AuditRecord, produce: () => Promise<Response | null>): Promise<PipelineResult> {
     let res: Response | null;
     try {
-      res = (await handler({ req, params: match.params, fields, store: match.mounted.store, relPath: match.relPath, mountPath: match.mounted.entry.path, caller: null })) ?? null;
+      res = await produce();
     } catch (err) {
       const e = toClientError(err);
       await this.d.audit.log(record({ type: 'response', status: e.status, error: e.message }));

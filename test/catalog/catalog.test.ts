@@ -11,6 +11,7 @@ import { onCleanup } from '../helpers/cleanup.js';
 import { request } from '../helpers/core.js';
 import { startTestServer, type ApiResult } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
+import { until } from '../helpers/wait.js';
 
 // The catalog over real HTTP: registration, validation, health filtering, blocking queries, SSE, policy.
 const srv = await startTestServer();
@@ -22,15 +23,6 @@ function status(r: ApiResult, want: number, what: string): any {
 
 const register = (ns: string, service: string, id: string, body: Record<string, unknown>, token?: string) =>
   srv.api('PUT', `catalog/service/${ns}/${service}/${id}`, { body, token });
-
-async function until(what: string, cond: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await sleep(25);
-  }
-  assert.fail(`timed out: ${what}`);
-}
 
 async function httpServer(code: () => number): Promise<{ url: string; server: Server }> {
   const server = createServer((_req, res) => { res.writeHead(code()); res.end('state'); });

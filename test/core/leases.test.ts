@@ -11,6 +11,7 @@ import { startTestServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 import { onCleanup } from '../helpers/cleanup.js';
 import { LedgerEngine } from './lease-engine.js';
+import { until } from '../helpers/wait.js';
 
 // A real core on a real SQLite file, auto-unsealed from a key file so it can be stopped and started again on the
 // same data (the expiry manager must survive restarts). The ledger engine stands in for a database.
@@ -50,15 +51,6 @@ function ok(r: PipelineResult, what = 'call'): any {
 function fails(r: PipelineResult, status: number, message: RegExp): void {
   assert.equal(r.status, status, `expected ${status}, got ${r.status}: ${r.error?.message ?? JSON.stringify(r.response?.data)}`);
   assert.match(r.error!.message, message);
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await sleep(20);
-  }
-  assert.fail(`timed out waiting for: ${what}`);
 }
 
 const n = await startNode(tempDir('leases'));

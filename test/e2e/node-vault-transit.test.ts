@@ -2,28 +2,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import vault from 'node-vault';
 import { startTestServer } from '../helpers/server.js';
+import { refused } from '../helpers/node-vault.js';
 
 // A real server driven with the real node-vault client, using its own transit helpers where it has them
 // (encryptData, decryptData, rewrapData, transitCreateKey, transitReadKey, transitListKeys, transitDeleteKey) and
 // its generic write/read where it has none (rotate, config, sign, verify), exactly as a Vault user would.
 const srv = await startTestServer();
 const v = vault({ apiVersion: 'v1', endpoint: srv.address, token: srv.rootToken });
-
-type VaultError = Error & { response: { statusCode: number; body: any } };
-
-async function refused(call: Promise<unknown>, status: number): Promise<VaultError> {
-  let caught: unknown = null;
-  try {
-    await call;
-  } catch (err) {
-    caught = err;
-  }
-  assert.ok(caught instanceof Error, `expected the call to fail with ${status}`);
-  const err = caught as VaultError;
-  assert.ok(err.response, `expected a node-vault ApiResponseError, got ${err.message}`);
-  assert.equal(err.response.statusCode, status, `status (message: ${err.message})`);
-  return err;
-}
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const text = (s: string) => Buffer.from(s, 'base64').toString('utf8');

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import vault from 'node-vault';
 import { startDevProcess } from '../helpers/server.js';
+import { refused } from '../helpers/node-vault.js';
 
 // The real `aegis dev` server as a child process, driven with the real node-vault client exactly as a Vault user
 // would drive Vault's KV v2 engine.
@@ -9,23 +10,6 @@ const dev = await startDevProcess();
 const v = vault({ apiVersion: 'v1', endpoint: dev.address, token: dev.rootToken });
 /** The same client, listing with `GET ?list=1` instead of the LIST verb. */
 const vGet = vault({ apiVersion: 'v1', endpoint: dev.address, token: dev.rootToken, noCustomHTTPVerbs: true });
-
-type VaultError = Error & { response: { statusCode: number; body: any } };
-
-/** Runs a node-vault call that must fail; returns its error after checking it is node-vault's API error. */
-async function refused(call: Promise<unknown>, status: number): Promise<VaultError> {
-  let caught: unknown = null;
-  try {
-    await call;
-  } catch (err) {
-    caught = err;
-  }
-  assert.ok(caught instanceof Error, `expected the call to fail with ${status}`);
-  const err = caught as VaultError;
-  assert.ok(err.response, `expected a node-vault ApiResponseError, got ${err.message}`);
-  assert.equal(err.response.statusCode, status, `status (message: ${err.message})`);
-  return err;
-}
 
 describe('KV v2 through node-vault against aegis dev', () => {
   it('write creates versions and read returns the latest, or a specific one with ?version=N', async () => {

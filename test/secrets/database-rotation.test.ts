@@ -6,6 +6,7 @@ import type { SecureStore } from '../../src/core/barrier/index.js';
 import { makeCore } from '../helpers/core.js';
 import { startPostgres } from '../helpers/postgres.js';
 import { fails, ok } from '../helpers/results.js';
+import { eventually } from '../helpers/wait.js';
 
 // Root rotation (with its write-ahead record) and static roles, against a real PostgreSQL. Each config connects
 // as a superuser of its own, so rotating it never touches the harness's superuser or another test's root.
@@ -53,15 +54,6 @@ async function sealAndUnseal(whileSealed?: () => Promise<void>): Promise<void> {
   await whileSealed?.();
   await t.core.submitUnsealKey(t.keys[0]!.toString('hex'));
   assert.equal(t.core.barrier.sealed, false);
-}
-
-async function eventually(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > deadline) return false;
-    await sleep(100);
-  }
 }
 
 ok(await t.call('update', 'sys/mounts/database', { type: 'database' }), 'mount database/');

@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { PipelineResult } from '../../src/core/pipeline.js';
 import type { SecretContext } from '../../src/core/request.js';
@@ -13,6 +12,7 @@ import { startTestServer } from '../helpers/server.js';
 import { checkPlaceholders, formatExpiration, generatePassword, generateUsername, globMatch, parseStatements, render } from '../../src/secrets/database/templates.js';
 import { fails, ok } from '../helpers/results.js';
 import { scrubPieces } from '../../src/secrets/database/connections.js';
+import { eventually } from '../helpers/wait.js';
 
 // One real core and one real PostgreSQL (Debian's binaries, a fresh cluster on a loopback port) for the file.
 const db = await startPostgres();
@@ -77,15 +77,6 @@ async function closedPort(): Promise<number> {
   const port = (s.address() as { port: number }).port;
   await new Promise((r) => s.close(r));
   return port;
-}
-
-async function eventually(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > deadline) return false;
-    await sleep(100);
-  }
 }
 
 describe('database config', () => {

@@ -65,7 +65,12 @@ export class ResponseWrapper {
 
   /** The wrapped response, once: the stored response and the token are deleted in the same step. */
   async unwrap(token: string, meta: UnwrapMeta): Promise<Response> {
-    const { hash, stored, version } = await this.find(token, meta, 'unwrap');
+    return { ...(await this.take(token, meta, 'unwrap')).response };
+  }
+
+  /** Removes a wrapped response for good (its token too) and returns it as stored. */
+  private async take(token: string, meta: UnwrapMeta, what: string): Promise<Wrapped> {
+    const { hash, stored, version } = await this.find(token, meta, what);
     try {
       await this.barrier.txn([
         { type: 'check', key: RESPONSE + hash, version },
@@ -74,11 +79,11 @@ export class ResponseWrapper {
       ]);
     } catch (err) {
       // Two unwraps raced: exactly one got here first; the other is a reuse.
-      if (err instanceof TxnConflictError) return this.refuseReuse(hash, meta, 'unwrap');
+      if (err instanceof TxnConflictError) return this.refuseReuse(hash, meta, what);
       throw err;
     }
     await this.tokens.revoke(hash);
-    return { ...stored.response };
+    return stored;
   }
 
   /** What a wrapping token holds, without unwrapping it. */
@@ -89,9 +94,8 @@ export class ResponseWrapper {
 
   /** Moves a wrapped response to a new token with the same TTL (the old token stops working). */
   async rewrap(token: string, meta: UnwrapMeta): Promise<Response> {
-    const { stored } = await this.find(token, meta, 'rewrap');
-    const inner = await this.unwrap(token, meta);
-    return this.wrap(inner, stored.ttl, stored.creationPath);
+    const stored = await this.take(token, meta, 'rewrap');
+    return this.wrap(stored.response, stored.ttl, stored.creationPath);
   }
 
   /** The token's wrapped response is dropped with it (expiry, revocation). */
