@@ -1,7 +1,7 @@
 import type { Backend } from '../core/request.js';
 import type { Catalog } from './catalog.js';
 import type { HealthChecker } from './checks/index.js';
-import { catalogRoutes, healthRoutes } from './routes.js';
+import { catalogRoutes, healthRoutes, type MayUpdateInstance } from './routes.js';
 
 export { Catalog, type InstanceView } from './catalog.js';
 export { HealthChecker } from './checks/index.js';
@@ -9,10 +9,10 @@ export { startDnsServer, type RunningDns } from './dns/index.js';
 export * from './model.js';
 
 /** The built-in `catalog/` and `health/` backends over one catalog. */
-export function createCatalogBackends(catalog: Catalog, checker: HealthChecker): { catalog: Backend; health: Backend } {
+export function createCatalogBackends(catalog: Catalog, checker: HealthChecker, mayUpdateInstance: MayUpdateInstance): { catalog: Backend; health: Backend } {
   return {
     catalog: { type: 'catalog', routes: catalogRoutes(catalog) },
-    health: { type: 'health', routes: healthRoutes(catalog, checker) },
+    health: { type: 'health', routes: healthRoutes(catalog, checker, mayUpdateInstance) },
   };
 }
 

@@ -89,3 +89,10 @@ export interface DnsCatalog {
 
 export const MAX_OUTPUT = 4096;
 export const DEFAULT_NAMESPACE = 'default';
+
+/** Consul's sidecar naming: the proxy of service `web` registers as service `web-sidecar-proxy`. */
+export const SIDECAR_SUFFIX = '-sidecar-proxy';
+
+export function sidecarServiceName(service: string): string {
+  return `${service}${SIDECAR_SUFFIX}`;
+}

@@ -1,5 +1,5 @@
 import { parseDuration } from '../core/duration.js';
-import { BadRequestError, NotFoundError } from '../core/errors.js';
+import { BadRequestError, NotFoundError, PermissionDeniedError } from '../core/errors.js';
 import type { FieldSpecs } from '../core/fields.js';
 import type { HandlerContext, Response, Route } from '../core/request.js';
 import type { Catalog, InstanceView } from './catalog.js';
@@ -174,7 +174,14 @@ async function* watchService(catalog: Catalog, ns: string, service: string, pass
   }
 }
 
-export function healthRoutes(catalog: Catalog, checker: HealthChecker): Route[] {
+/**
+ * Whether the caller may update `catalog/service/<ns>/<service>/<id>`: a TTL report counts as a write to the
+ * instance that owns the check (Consul asks service:write of the check's service), so a token or workload allowed
+ * to report its own checks cannot report another service's.
+ */
+export type MayUpdateInstance = (ctx: HandlerContext, path: string) => boolean;
+
+export function healthRoutes(catalog: Catalog, checker: HealthChecker, mayUpdateInstance: MayUpdateInstance): Route[] {
   return [
     {
       pattern: 'service/:ns/:service',
@@ -207,7 +214,11 @@ export function healthRoutes(catalog: Catalog, checker: HealthChecker): Route[] 
           const id = checkId(ctx.params.check_id);
           const status = STATUS[String(ctx.fields.status)];
           if (!status) throw new BadRequestError(`status ${JSON.stringify(ctx.fields.status)}: use pass, warn or fail`);
-          if (!catalog.checkOwner(ns, id)) throw new NotFoundError(`no check "${id}" in namespace "${ns}"`);
+          const owner = catalog.checkOwner(ns, id);
+          const inst = owner === null ? null : catalog.instance(ns, owner);
+          if (!inst) throw new NotFoundError(`no check "${id}" in namespace "${ns}"`);
+          const instancePath = `catalog/service/${ns}/${inst.service}/${inst.id}`;
+          if (!mayUpdateInstance(ctx, instancePath)) throw new PermissionDeniedError(`permission denied: reporting check "${id}" needs update on ${instancePath}, the instance that owns it`);
           await checker.ttlUpdate(ns, id, status, ctx.fields.output as string);
         },
       },

@@ -137,7 +137,8 @@ export class Core {
     this.catalog = new Catalog(this.barrier.view('catalog/'), (l) => this.storage.subscribe(l));
     this.checker = new HealthChecker({ host: this.catalog, logger: this.logger });
     connectChecker(this.catalog, this.checker);
-    const catalogBackends = createCatalogBackends(this.catalog, this.checker);
+    const catalogBackends = createCatalogBackends(this.catalog, this.checker,
+      (ctx, path) => ctx.caller !== null && this.engine.decide(ctx.caller, 'update', path, ctx.req.client.address).allowed);
     this.router.add({ ...builtin, path: 'catalog/', type: 'catalog', description: 'service catalog' }, catalogBackends.catalog, this.barrier.view('catalog/'));
     this.router.add({ ...builtin, path: 'health/', type: 'health', description: 'service health' }, catalogBackends.health, this.barrier.view('catalog/'));
     this.mesh = new MeshService({ store: this.barrier.view('mesh/'), subscribe: (l) => this.storage.subscribe(l), events: this.events });

@@ -16,7 +16,8 @@ import { IssuePool } from './issue-pool.js';
 import { formatSerial } from './leaf-builder.js';
 import { toPem } from './pem.js';
 import { Revocations, serialKey } from './revocations.js';
-import { parseSpiffeId, workloadSpiffeId } from './spiffe-id.js';
+import { SIDECAR_SUFFIX } from '../catalog/model.js';
+import { parseSpiffeId, workloadOf, workloadSpiffeId } from './spiffe-id.js';
 
 export const SVID_TTL = { default: 3600, min: 300, max: 24 * 3600 } as const;
 export const JWT_SVID_TTL = { default: 300, min: 30, max: 3600 } as const;
@@ -180,7 +181,7 @@ export class IdentityService {
     if (this.revocations.isIdRevoked(peer.spiffeId)) return this.refusePeer(req, peer.spiffeId, `${peer.spiffeId} is revoked`);
     return {
       tokenHash: `svid:${peer.serial}`, accessor: `svid:${peer.spiffeId}`, policies: ['workload'], displayName: `svid:${peer.spiffeId}`,
-      meta: {}, orphan: true, token: '', expireTime: peer.notAfter, entityId: peer.spiffeId,
+      meta: workloadMeta(peer.spiffeId), orphan: true, token: '', expireTime: peer.notAfter, entityId: peer.spiffeId,
     };
   }
 
@@ -381,6 +382,16 @@ export function svidId(cert: X509Certificate): string | null {
   if (!san) return null;
   const uris = san.split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
   return uris.length === 1 && uris[0]!.startsWith('spiffe://') ? uris[0]! : null;
+}
+
+/**
+ * The tags a workload caller carries (Cedar `principal.getTag`): its namespace, service and sidecar service name,
+ * taken from the verified SPIFFE ID, so the workload policy can confine a proxy to its own catalog entry and mesh
+ * config. Empty for SPIFFE IDs of another shape.
+ */
+export function workloadMeta(spiffeId: string): Record<string, string> {
+  const w = workloadOf(spiffeId);
+  return w ? { namespace: w.namespace, service: w.service, sidecar: `${w.service}${SIDECAR_SUFFIX}` } : {};
 }
 
 function parseServiceOf(spiffeId: string): string {

@@ -112,6 +112,19 @@ function validateNameSegment(kind: 'namespace' | 'service', value: string): void
   }
 }
 
+const WORKLOAD_PATH = /^\/ns\/([^/]+)\/svc\/([^/]+)$/;
+
+/** The namespace and service of a workload SPIFFE ID (`spiffe://<td>/ns/<ns>/svc/<svc>`); null for any other shape. */
+export function workloadOf(spiffeId: string): { trustDomain: string; namespace: string; service: string } | null {
+  try {
+    const id = parseSpiffeId(spiffeId);
+    const m = WORKLOAD_PATH.exec(id.path);
+    return m ? { trustDomain: id.trustDomain, namespace: m[1]!, service: m[2]! } : null;
+  } catch {
+    return null;
+  }
+}
+
 /** `spiffe://<td>/ns/<namespace>/svc/<service>`: the SPIFFE ID Aegis gives a workload. */
 export function workloadSpiffeId(trustDomain: string, namespace: string, service: string): string {
   validateTrustDomain(trustDomain);

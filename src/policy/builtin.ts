@@ -61,6 +61,31 @@ when { principal.entity_id like "spiffe://*" };
 @id("workload-mesh-events")
 permit (principal, action in [Aegis::Action::"create", Aegis::Action::"update"], resource == Aegis::Path::"mesh/events")
 when { principal.entity_id like "spiffe://*" };
+
+// What a sidecar proxy needs, confined by the tags of its verified SPIFFE ID (namespace, service, sidecar): the
+// mesh config of its own service; register, update and deregister instances of its own sidecar service only; TTL
+// reports (the handler also requires update on the check's owning instance, so only its own checks); discovery of
+// other services' sidecars (their inbound mTLS listeners: where to dial, never what is allowed).
+@id("workload-mesh-config")
+permit (principal, action == Aegis::Action::"read", resource in Aegis::Path::"mesh/config/")
+when { principal.entity_id like "spiffe://*" && principal.hasTag("namespace") && principal.hasTag("service") &&
+  resource.depth == 4 && resource.hasTag("2") && resource.hasTag("3") &&
+  resource.getTag("2") == principal.getTag("namespace") && resource.getTag("3") == principal.getTag("service") };
+
+@id("workload-sidecar-register")
+permit (principal, action in [Aegis::Action::"create", Aegis::Action::"update", Aegis::Action::"delete"], resource in Aegis::Path::"catalog/service/")
+when { principal.entity_id like "spiffe://*" && principal.hasTag("namespace") && principal.hasTag("sidecar") &&
+  resource.depth == 5 && resource.hasTag("2") && resource.hasTag("3") &&
+  resource.getTag("2") == principal.getTag("namespace") && resource.getTag("3") == principal.getTag("sidecar") };
+
+@id("workload-sidecar-ttl")
+permit (principal, action == Aegis::Action::"update", resource in Aegis::Path::"health/check/")
+when { principal.entity_id like "spiffe://*" && principal.hasTag("namespace") &&
+  resource.depth == 4 && resource.hasTag("2") && resource.getTag("2") == principal.getTag("namespace") };
+
+@id("workload-sidecar-discovery")
+permit (principal, action == Aegis::Action::"read", resource in Aegis::Path::"health/service/")
+when { principal.entity_id like "spiffe://*" && resource.depth == 4 && resource.hasTag("3") && resource.getTag("3") like "*-sidecar-proxy" };
 `;
 
 export const BUILTIN_NAMES = ['root', 'default', 'workload'] as const;

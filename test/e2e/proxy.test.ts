@@ -152,7 +152,8 @@ describe('aegis proxy (tcp): sidecars wired to a real server', () => {
     const address = (await waitOutput(server, /Address:\s+(https:\/\/\S+)/, 'aegis dev --tls'))[1]!;
     const caFile = (await waitOutput(server, /TLS CA:\s+(\S+)/, 'aegis dev --tls'))[1]!;
     await waitOutput(server, /audit verify \S+\n/, 'aegis dev banner');
-    env = { AEGIS_ADDR: address, AEGIS_CACERT: caFile, AEGIS_TOKEN: ROOT_TOKEN };
+    // No token for the proxies: each runs on its own SVID and the built-in workload policy (least privilege).
+    env = { AEGIS_ADDR: address, AEGIS_CACERT: caFile, AEGIS_TOKEN: '' };
     api = new ApiClient({ address, caCert: caFile, token: ROOT_TOKEN });
     const [webApp, apiApp] = await Promise.all([echoApp('web'), echoApp('api')]);
     const apiPort = (apiApp.address() as AddressInfo).port;

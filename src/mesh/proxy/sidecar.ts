@@ -1,4 +1,4 @@
-import { ApiClient, describeError } from '../../cli/client.js';
+import { describeError, type ApiClient } from '../../cli/client.js';
 import { MAX_BATCH_BYTES, toWireEvent, wireEventBytes } from '../events/index.js';
 import { BatchRejectedError, EventQueue } from './event-queue.js';
 import { SvidKeeper, type Attestation, type HeldSvid } from '../../identity/agent/index.js';
@@ -28,11 +28,6 @@ export interface SidecarOptions {
   /** https:// */
   address: string;
   caFile?: string;
-  /**
-   * A token that may register `<service>-sidecar-proxy`, report its check and read mesh/config and health (the
-   * built-in workload policy does not grant these yet). Omitted: AEGIS_TOKEN or ~/.aegis-token, as for the CLI.
-   */
-  token?: string | null;
   attestation: Attestation;
   namespace: string;
   service: string;
@@ -85,7 +80,9 @@ export class Sidecar {
       who: 'the proxy', address: o.address, caFile: o.caFile, attestation: o.attestation, ttlSeconds: o.ttlSeconds, logger: o.logger,
       onSvid: (svid) => this.adoptSvid(svid),
     });
-    this.client = new ApiClient({ address: o.address, caCert: o.caFile ?? null, ...(o.token !== undefined ? { token: o.token } : {}) });
+    // No token: every call is authenticated by the SVID over mutual TLS, and the built-in workload policy confines
+    // it to this service's own catalog entry, checks and mesh config (least privilege, nothing long-lived to leak).
+    this.client = this.keeper.client;
     this.reports = new EventQueue<ProxyEvent>({
       send: (batch) => this.sendEvents(batch),
       sizeOf: (e) => { const w = toWireEvent(e); return w ? wireEventBytes(w) : 0; },
@@ -172,6 +169,12 @@ export class Sidecar {
     this.o.logger.info({ spiffeId: svid.spiffeId, inbound: this.inbound.port, upstreams: Object.fromEntries([...this.outbound].map(([k, c]) => [k, c.port])) }, 'proxy serving');
   }
 
+  /** Renews the SVID now (an operator action on the admin port; rotation tests force renewals with it). */
+  async renew(): Promise<{ serial: string; expiresAt: number }> {
+    const held = await this.keeper.renew();
+    return { serial: held.serial, expiresAt: held.expiresAt };
+  }
+
   /** Deregisters (best effort: the server may be gone), then closes listeners and live connections. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -219,7 +222,7 @@ export class Sidecar {
   private async fetchRevocations(index: number, wait: number): Promise<{ index: number; value: Revoked }> {
     // The revocation list parks even an index of 0 (nothing revoked yet), so only the very first read is immediate.
     const query: Record<string, string> = this.revocationsRead ? { index: String(index), wait: `${wait}s` } : {};
-    const res = await this.keeper.client.call('GET', 'identity/revocations', { query, auth: false });
+    const res = await this.client.call('GET', 'identity/revocations', { query, auth: false });
     this.revocationsRead = true;
     if (res.status !== 200) throw new Error(describeError(res, 'GET', 'identity/revocations'));
     const d = (res.body as { data: { index: number; serials: { serial_number: string }[]; spiffe_ids: { spiffe_id: string }[] } }).data;
@@ -231,7 +234,7 @@ export class Sidecar {
 
   /** A new revocation list; the bundle is read again with it (a root rotation changes both). */
   private async applyRevocations(r: Revoked): Promise<void> {
-    const bundle = await this.keeper.client.call('GET', 'identity/bundle', { auth: false });
+    const bundle = await this.client.call('GET', 'identity/bundle', { auth: false });
     this.revoked = r;
     if (bundle.status === 200 && bundle.text.includes('BEGIN CERTIFICATE') && bundle.text !== this.bundlePem) {
       this.bundlePem = bundle.text;
@@ -283,7 +286,7 @@ export class Sidecar {
   private async sendEvents(batch: ProxyEvent[]): Promise<void> {
     const events = batch.map(toWireEvent).filter((e) => e !== null);
     if (events.length === 0) return;
-    const res = await this.keeper.client.call('POST', 'mesh/events', { body: { events }, auth: false });
+    const res = await this.client.call('POST', 'mesh/events', { body: { events }, auth: false });
     if (res.status < 400) return;
     const msg = describeError(res, 'POST', 'mesh/events');
     // A batch the server refuses as malformed would be refused forever: drop it (counted) instead of blocking the queue.

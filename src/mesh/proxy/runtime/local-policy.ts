@@ -1,7 +1,7 @@
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 // The intentions module first: it loads the policy engine, which sets the V8 flag the Cedar Wasm calls need.
 import { MeshAuthorizer } from '../../intentions/index.js';
-import { parseSpiffeId } from '../../../identity/spiffe-id.js';
+import { workloadOf } from '../../../identity/spiffe-id.js';
 import { messages } from '../../../policy/index.js';
 
 // The inbound `connect` decision, made in the proxy over the statements of `mesh/config/<ns>/<service>`, so that
@@ -15,17 +15,10 @@ export interface ConfigStatement {
   cedar: string;
 }
 
-const WORKLOAD_PATH = /^\/ns\/([^/]+)\/svc\/([^/]+)$/;
-
-/** `spiffe://<td>/ns/<ns>/svc/<svc>` → `<ns>/<svc>` (the Cedar Service id); null for any other shape. */
+/** `spiffe://<td>/ns/<ns>/svc/<svc>` → `<ns>/<svc>` (the Cedar Service id); null for any other shape or domain. */
 export function serviceOfSpiffeId(spiffeId: string, trustDomain: string): string | null {
-  try {
-    const id = parseSpiffeId(spiffeId);
-    const m = WORKLOAD_PATH.exec(id.path);
-    return id.trustDomain === trustDomain && m ? `${m[1]}/${m[2]}` : null;
-  } catch {
-    return null;
-  }
+  const w = workloadOf(spiffeId);
+  return w && w.trustDomain === trustDomain ? `${w.namespace}/${w.service}` : null;
 }
 
 export class LocalPolicy {

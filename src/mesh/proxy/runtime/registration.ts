@@ -1,5 +1,6 @@
 import type { ApiClient } from '../../../cli/client.js';
 import { describeError } from '../../../cli/client.js';
+import { SIDECAR_SUFFIX, sidecarServiceName } from '../../../catalog/model.js';
 
 // The sidecar's own catalog entry, named as Consul names sidecars: service `<service>-sidecar-proxy`, instance id
 // `<instance id>-sidecar-proxy`, kind connect-proxy, proxy.destination_service = the service it fronts. A caller's
@@ -7,11 +8,7 @@ import { describeError } from '../../../cli/client.js';
 // are inbound mTLS listeners, never the apps behind them. Health is a TTL check the sidecar reports itself, so an
 // entry whose proxy died goes critical (and out of discovery) after one TTL without the server probing a TLS port.
 
-export const SIDECAR_SUFFIX = '-sidecar-proxy';
-
-export function sidecarServiceName(service: string): string {
-  return `${service}${SIDECAR_SUFFIX}`;
-}
+export { SIDECAR_SUFFIX, sidecarServiceName };
 
 export interface RegistrationSpec {
   namespace: string;
