@@ -1,16 +1,14 @@
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { parseDuration } from '../core/duration.js';
 import { parseHostPort, Sidecar, type EndpointAddress, type UpstreamSpec } from '../mesh/proxy/index.js';
+import { isLoopbackHost, startAdminServer } from '../mesh/proxy/runtime/admin.js';
 import { createLogger } from '../telemetry/index.js';
 import { CliError } from './client.js';
 import { action } from './command.js';
 
-// `aegis proxy`: the sidecar of one service instance (tcp mode). Logs go to stderr; stdout gets one line per
+// `aegis proxy`: the sidecar of one service instance (tcp or http mode); it holds no token, only its SVID. Logs go to stderr; stdout gets one line per
 // listener once the proxy serves, so scripts (and tests) can read the ports it bound.
 
 const NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -44,7 +42,9 @@ interface ProxyFlags {
   jwtFile?: string;
   attestor?: string;
   mode: string;
+  lb: string;
   ttl?: string;
+  adminListen?: string;
   statusListen?: string;
   logLevel: string;
 }
@@ -61,13 +61,15 @@ export function registerProxy(program: Command): void {
     .option('--join-token <token>', 'attest with a join token')
     .option('--jwt-file <file>', 'attest with a JWT from a configured OIDC issuer')
     .option('--attestor <name>', 'the JWT attestor to use with --jwt-file')
-    .option('--mode <mode>', 'tcp (http is not supported yet)', 'tcp')
+    .option('--mode <mode>', 'tcp (a decision per connection) or http (HTTP/1.1 and HTTP/2, a decision per request, X-Forwarded-Client-Cert to the app)', 'tcp')
+    .option('--lb <policy>', 'how upstream instances are chosen: least-request or round-robin', 'least-request')
     .option('--ttl <duration>', 'SVID lifetime to ask for (5m … 24h; default the server’s, 1h)')
-    .option('--status-listen <host:port>', 'serve GET /status (JSON: staleness, policy, connections) here, loopback only')
+    .option('--admin-listen <host:port>', 'the admin port, loopback only: GET /metrics (Prometheus), /status (JSON), /ready; POST /renew')
+    .option('--status-listen <host:port>', 'old name of --admin-listen')
     .option('--log-level <level>', 'log level (logs go to stderr)', 'info')
     .action(action(async (o: ProxyFlags) => {
-      if (o.mode === 'http') throw new CliError('--mode http is not supported yet: this proxy speaks tcp only (issue 6, next increment)', 2);
-      if (o.mode !== 'tcp') throw new CliError(`--mode ${JSON.stringify(o.mode)}: use tcp`, 2);
+      if (o.mode !== 'tcp' && o.mode !== 'http') throw new CliError(`--mode ${JSON.stringify(o.mode)}: use tcp or http`, 2);
+      if (o.lb !== 'least-request' && o.lb !== 'round-robin') throw new CliError(`--lb ${JSON.stringify(o.lb)}: use least-request or round-robin`, 2);
       if (!o.service || !NAME.test(o.service)) throw new CliError('--service NAME is required (a DNS label)', 2);
       if (!NAME.test(o.namespace)) throw new CliError(`--namespace ${JSON.stringify(o.namespace)} is not a valid name`, 2);
       if (!o.app) throw new CliError('--app host:port is required (the local app behind the proxy)', 2);
@@ -81,8 +83,9 @@ export function registerProxy(program: Command): void {
       } catch (err) {
         throw new CliError((err as Error).message, 2);
       }
-      const statusAt = o.statusListen ? address(o.statusListen, '--status-listen') : null;
-      if (statusAt && !['127.0.0.1', '::1', 'localhost'].includes(statusAt.host)) throw new CliError('--status-listen must be a loopback address', 2);
+      const adminFlag = o.adminListen ?? o.statusListen;
+      const adminAt = adminFlag ? address(adminFlag, '--admin-listen') : null;
+      if (adminAt && !isLoopbackHost(adminAt.host)) throw new CliError('--admin-listen must be a loopback address (it can force renewals and shows internals)', 2);
 
       const logger = createLogger(o.logLevel, pino.destination(2));
       const addr = process.env.AEGIS_ADDR ?? 'https://127.0.0.1:8200';
@@ -90,24 +93,18 @@ export function registerProxy(program: Command): void {
         address: addr, caFile: process.env.AEGIS_CACERT,
         attestation: o.joinToken ? { joinToken: o.joinToken, service: o.service, namespace: o.namespace } : { jwtFile: resolve(o.jwtFile!), attestor: o.attestor! },
         namespace: o.namespace, service: o.service, listen: address(o.listen, '--listen'), advertise: o.advertise,
-        app: address(o.app, '--app'), upstreams, logger, ttlSeconds,
+        app: address(o.app, '--app'), mode: o.mode, lb: o.lb, upstreams, logger, ttlSeconds,
       });
       await sidecar.start();
-      let status: Server | null = null;
-      if (statusAt) {
-        status = createServer((req, res) => {
-          if (req.method !== 'GET' || req.url !== '/status') return void res.writeHead(404).end();
-          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(sidecar.status()));
-        });
-        status.listen(statusAt.port, statusAt.host);
-        await once(status, 'listening');
-      }
+      const admin = adminAt
+        ? await startAdminServer({ listen: adminAt, metrics: sidecar.metrics, status: () => sidecar.status(), ready: () => sidecar.ready(), renew: () => sidecar.renew() })
+        : null;
       const lines = [`Proxy ${o.namespace}/${o.service} serving as ${sidecar.spiffeId}`, `  inbound: ${sidecar.inboundPort}`];
       for (const u of upstreams) lines.push(`  upstream ${u.namespace}/${u.service}: ${sidecar.upstreamPort(u.namespace, u.service)}`);
-      if (status) lines.push(`  status: ${(status.address() as AddressInfo).port}`);
+      if (admin) lines.push(`  admin: ${admin.port}`);
       process.stdout.write(lines.join('\n') + '\n');
       await new Promise<void>((done) => {
-        const stop = () => void Promise.all([sidecar.stop(), new Promise<void>((r) => (status ? status.close(() => r()) : r()))]).finally(done);
+        const stop = () => void Promise.all([sidecar.stop(), admin?.close()]).finally(done);
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });

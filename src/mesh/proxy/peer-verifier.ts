@@ -34,6 +34,8 @@ export interface PeerVerifierOptions {
   isSerialRevoked: (serial: string) => boolean;
   isIdRevoked: (spiffeId: string) => boolean;
   now?: () => number;
+  /** Every handshake verdict (metrics count handshakes by result here). */
+  onVerdict?: (verdict: PeerVerdict) => void;
 }
 
 // OpenSSL verify codes (X509_V_ERR_*, as Node names them) that mean something more precise than "untrusted".
@@ -68,7 +70,9 @@ export class PeerVerifier {
   verifySocket(socket: TLSSocket, expectedId?: string): PeerVerdict {
     const leaf = socket.getPeerX509Certificate();
     const chainError = socket.authorized ? null : String(socket.authorizationError ?? 'UNKNOWN');
-    return this.verifyCertificate(leaf, chainError, expectedId);
+    const verdict = this.verifyCertificate(leaf, chainError, expectedId);
+    this.opts.onVerdict?.(verdict);
+    return verdict;
   }
 
   /**

@@ -5,12 +5,14 @@ import { SvidKeeper, type Attestation, type HeldSvid } from '../../identity/agen
 import { workloadSpiffeId } from '../../identity/spiffe-id.js';
 import type { Logger } from '../../telemetry/index.js';
 import { InboundListener } from './inbound.js';
+import { InboundHttpListener, type HttpRequestRecord } from './inbound-http.js';
 import { OutboundConnector } from './outbound.js';
 import { PeerVerifier } from './peer-verifier.js';
 import { LocalPolicy, type ConfigStatement } from './runtime/local-policy.js';
+import { ProxyMetrics } from './runtime/metrics.js';
 import { SidecarRegistration, sidecarServiceName } from './runtime/registration.js';
 import { BlockingWatch } from './runtime/watch.js';
-import type { EndpointAddress, ProxyCredentials, ProxyEvent } from './types.js';
+import type { EndpointAddress, ProxyCredentials, ProxyEvent, RefusalReason } from './types.js';
 
 // `aegis proxy` (tcp mode): attests and keeps its SVID renewed (SvidKeeper, shared with `aegis agent`), registers
 // itself as `<service>-sidecar-proxy`, and holds blocking-query watches on the revocation list, the trust bundle,
@@ -35,12 +37,21 @@ export interface SidecarOptions {
   /** What other proxies dial (default: the listen host, or 127.0.0.1 when it listens on every address). */
   advertise?: string;
   app: EndpointAddress;
+  /**
+   * tcp: one `connect` decision per connection, bytes spliced. http: HTTP/1.1 and HTTP/2 terminated inbound, one
+   * decision per request on method and path, the caller's identity to the app in X-Forwarded-Client-Cert.
+   */
+  mode?: 'tcp' | 'http';
   upstreams: UpstreamSpec[];
+  /** How an upstream's instances are chosen (default least-request). */
+  lb?: 'round-robin' | 'least-request';
   logger: Logger;
   ttlSeconds?: number;
   /** Blocking-query wait (s), default 30. */
   watchWaitSeconds?: number;
   onEvent?: (e: ProxyEvent) => void;
+  /** Every HTTP request in http mode, when its response is done (latency metrics). */
+  onRequest?: (r: HttpRequestRecord) => void;
 }
 
 interface Revoked {
@@ -67,8 +78,9 @@ export class Sidecar {
   private lastContact = 0;
   private trustDomain = '';
   private policy: LocalPolicy | null = null;
-  private verifier: PeerVerifier | null = null;
-  private inbound: InboundListener | null = null;
+  /** Prometheus metrics of this proxy (served on the admin port). */
+  readonly metrics: ProxyMetrics;
+  private inbound: InboundListener | InboundHttpListener | null = null;
   private readonly outbound = new Map<string, OutboundConnector>();
   private readonly watches: BlockingWatch<unknown>[] = [];
   private registration: SidecarRegistration | null = null;
@@ -79,6 +91,13 @@ export class Sidecar {
     this.keeper = new SvidKeeper({
       who: 'the proxy', address: o.address, caFile: o.caFile, attestation: o.attestation, ttlSeconds: o.ttlSeconds, logger: o.logger,
       onSvid: (svid) => this.adoptSvid(svid),
+    });
+    this.metrics = new ProxyMetrics({
+      inbound: () => this.inbound?.stats() ?? null,
+      upstreams: () => [...this.outbound].map(([name, c]) => ({ name, ...c.stats() })),
+      svidExpiresAt: () => this.keeper.current()?.expiresAt ?? null,
+      stalenessSeconds: () => this.staleness(),
+      events: () => this.reports.stats(),
     });
     // No token: every call is authenticated by the SVID over mutual TLS, and the built-in workload policy confines
     // it to this service's own catalog entry, checks and mesh config (least privilege, nothing long-lived to leak).
@@ -118,7 +137,7 @@ export class Sidecar {
       revoked: { serials: this.revoked.serials.size, spiffe_ids: this.revoked.ids.size },
       inbound: this.inbound?.stats() ?? null,
       events: this.reports.stats(),
-      upstreams: Object.fromEntries([...this.outbound].map(([k, c]) => [k, { port: c.port, instances: c.instanceList(), ...c.stats() }])),
+      upstreams: Object.fromEntries([...this.outbound].map(([k, c]) => [k, { port: c.port, instances: c.instanceList(), endpoints: c.endpoints(), ...c.stats() }])),
     };
   }
 
@@ -130,10 +149,13 @@ export class Sidecar {
     const expected = workloadSpiffeId(this.trustDomain, this.o.namespace, this.o.service);
     if (svid.spiffeId !== expected) throw new Error(`attested as ${svid.spiffeId}, but a proxy for ${own} must be ${expected}: check --service/--namespace and the join token`);
     this.policy = new LocalPolicy(own, this.trustDomain);
-    this.verifier = new PeerVerifier({
+    // One verifier per direction, so that successful handshakes are counted by direction (refusals are counted
+    // from their events, which also cover TLS-level failures that never reach a verifier).
+    const verifier = (direction: 'inbound' | 'outbound') => new PeerVerifier({
       trustDomain: this.trustDomain,
       isSerialRevoked: (serial) => this.revoked.serials.has(serial),
       isIdRevoked: (id) => this.revoked.ids.has(id),
+      onVerdict: (v) => { if (v.ok) this.metrics.handshake(direction, 'ok'); },
     });
     const log = (name: string, err: Error, retryInMs: number) => this.o.logger.warn({ watch: name, err: err.message, retryInMs: Math.round(retryInMs), staleSeconds: this.staleness() }, 'watch failed; serving with what we have');
     const wait = this.o.watchWaitSeconds ?? 30;
@@ -143,14 +165,27 @@ export class Sidecar {
     await Promise.all([revocations.first, config.first]);
 
     const credentials = this.credentials(svid);
-    this.inbound = await InboundListener.start({
-      listen: this.o.listen, app: this.o.app, credentials, verifier: this.verifier,
-      authorize: (id) => this.policy!.allows(id), onEvent: (e) => this.event(e),
-    });
+    const common = { listen: this.o.listen, app: this.o.app, credentials, verifier: verifier('inbound'), onEvent: (e: ProxyEvent) => this.event(e) };
+    const decide = (kind: 'connect' | 'request', allowed: boolean) => {
+      this.metrics.decision(allowed ? 'allow' : 'deny', kind);
+      return allowed;
+    };
+    // In http mode every request is decided, so a policy change reaches live connections at their next request;
+    // revalidation there cuts revoked identities only (a connection-level `connect` check would cut callers whose
+    // intentions carry method or path rules).
+    this.inbound = this.o.mode === 'http'
+      ? await InboundHttpListener.start({
+        ...common, authorizeRequest: (id, r) => decide('request', this.policy!.allows(id, r)),
+        onRequest: (r) => { this.metrics.request(r.seconds, r.status, r.method); this.o.onRequest?.(r); },
+      })
+      : await InboundListener.start({ ...common, authorize: (id) => decide('connect', this.policy!.allows(id)) });
+    const outboundVerifier = verifier('outbound');
     for (const u of this.o.upstreams) {
       const connector = await OutboundConnector.start({
         listen: u.listen, expectedSpiffeId: workloadSpiffeId(this.trustDomain, u.namespace, u.service), instances: [], allowEmpty: true,
-        credentials, verifier: this.verifier, onEvent: (e) => this.event(e),
+        credentials, verifier: outboundVerifier, onEvent: (e) => this.event(e),
+        // http mode: the inbound side picks HTTP/2 or HTTP/1.1 by ALPN, so offer what the app is speaking.
+        alpn: this.o.mode === 'http', lb: this.o.lb,
       });
       this.outbound.set(`${u.namespace}/${u.service}`, connector);
       this.watch<string[]>(`upstream:${u.namespace}/${u.service}`, wait, log, (index, w) => this.fetchHealthy(u, index, w), (list) => {
@@ -167,6 +202,11 @@ export class Sidecar {
     }, (err) => this.o.logger.warn({ err: err.message }, 'sidecar health report failed'));
     await this.registration.register();
     this.o.logger.info({ spiffeId: svid.spiffeId, inbound: this.inbound.port, upstreams: Object.fromEntries([...this.outbound].map(([k, c]) => [k, c.port])) }, 'proxy serving');
+  }
+
+  /** Serving: listeners up with an SVID and a loaded policy (the admin port's /ready). */
+  ready(): boolean {
+    return !this.stopped && this.inbound !== null && this.keeper.current() !== null && (this.policy?.ready ?? false);
   }
 
   /** Renews the SVID now (an operator action on the admin port; rotation tests force renewals with it). */
@@ -277,6 +317,8 @@ export class Sidecar {
   }
 
   private event(e: ProxyEvent): void {
+    if (e.type === 'refused') this.metrics.handshake(e.direction, e.reason as RefusalReason);
+    else if (e.type === 'closed') this.metrics.cut(e.reason);
     this.o.logger.info({ event: e }, `proxy ${e.type}: ${e.reason}`);
     this.reports.push(e);
     this.o.onEvent?.(e);

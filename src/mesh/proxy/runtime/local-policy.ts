@@ -51,11 +51,14 @@ export class LocalPolicy {
     return this.authorizer.statementCount;
   }
 
-  /** The `connect` decision for a verified source SPIFFE ID; default deny. */
-  allows(sourceSpiffeId: string): boolean {
+  /**
+   * The `connect` decision for a verified source SPIFFE ID; default deny. With `http`, the decision of one HTTP
+   * request (http mode): intentions with method or path rules apply only there.
+   */
+  allows(sourceSpiffeId: string, http?: { method: string; path: string }): boolean {
     if (!this.loaded) return false;
     const source = serviceOfSpiffeId(sourceSpiffeId, this.trustDomain);
     if (source === null) return false;
-    return this.authorizer.decide({ source, destination: this.destination }).allowed;
+    return this.authorizer.decide(http ? { source, destination: this.destination, method: http.method, path: http.path } : { source, destination: this.destination }).allowed;
   }
 }
