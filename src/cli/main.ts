@@ -4,6 +4,7 @@ import { registerAgent } from './agent.js';
 import { registerAudit } from './audit.js';
 import { registerCatalog } from './catalog.js';
 import { registerDatabase } from './database.js';
+import { registerDemo } from './demo.js';
 import { registerDev } from './dev.js';
 import { registerGeneric } from './generic.js';
 import { registerIdentity } from './identity.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerServer(program);
   registerDev(program);
+  registerDemo(program);
   registerOperator(program);
   registerLogin(program);
   registerToken(program);

@@ -45,7 +45,6 @@ interface ProxyFlags {
   lb: string;
   ttl?: string;
   adminListen?: string;
-  statusListen?: string;
   logLevel: string;
 }
 
@@ -65,7 +64,6 @@ export function registerProxy(program: Command): void {
     .option('--lb <policy>', 'how upstream instances are chosen: least-request or round-robin', 'least-request')
     .option('--ttl <duration>', 'SVID lifetime to ask for (5m … 24h; default the server’s, 1h)')
     .option('--admin-listen <host:port>', 'the admin port, loopback only: GET /metrics (Prometheus), /status (JSON), /ready; POST /renew')
-    .option('--status-listen <host:port>', 'old name of --admin-listen')
     .option('--log-level <level>', 'log level (logs go to stderr)', 'info')
     .action(action(async (o: ProxyFlags) => {
       if (o.mode !== 'tcp' && o.mode !== 'http') throw new CliError(`--mode ${JSON.stringify(o.mode)}: use tcp or http`, 2);
@@ -83,8 +81,7 @@ export function registerProxy(program: Command): void {
       } catch (err) {
         throw new CliError((err as Error).message, 2);
       }
-      const adminFlag = o.adminListen ?? o.statusListen;
-      const adminAt = adminFlag ? address(adminFlag, '--admin-listen') : null;
+      const adminAt = o.adminListen ? address(o.adminListen, '--admin-listen') : null;
       if (adminAt && !isLoopbackHost(adminAt.host)) throw new CliError('--admin-listen must be a loopback address (it can force renewals and shows internals)', 2);
 
       const logger = createLogger(o.logLevel, pino.destination(2));

@@ -223,6 +223,30 @@ describe('live changes', () => {
     assert.equal(api.stats().active, 1);
   });
 
+  it('outbound revalidate() cuts live connections to an upstream whose SVID was revoked, and only those', async () => {
+    const revokedApi = issueSvid(ca, 'api');
+    const doomed = await inbound(revokedApi);
+    const healthy = await inbound();
+    const toDoomed = await outbound([at(doomed)]);
+    const toHealthy = await outbound([at(healthy)]);
+    const c = await client(toDoomed.port);
+    const other = await client(toHealthy.port);
+    await c.echo('before');
+    await other.echo('before');
+    assert.equal(toDoomed.revalidate(), 0);
+    events.mark();
+    revokedSerials.add(revokedApi.serial);
+    const started = Date.now();
+    assert.equal(toDoomed.revalidate(), 1);
+    assert.equal(toHealthy.revalidate(), 0);
+    await within(c.closed, 1_000, 'the connection to the revoked upstream closed');
+    assert.ok(Date.now() - started < 1_000);
+    const e = await events.next((x) => x.type === 'closed');
+    assert.deepEqual([e.direction, e.reason, e.spiffeId], ['outbound', 'revoked', revokedApi.spiffeId]);
+    await other.echo('unaffected');
+    assert.equal(toDoomed.stats().active, 0);
+  });
+
   it('withdrawn authorization and closeConnectionsOf close live connections of that identity only', async () => {
     const api = await inbound();
     const svc = issueSvid(ca, 'reports');

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { Balancer, type Endpoint, type EndpointStatus, type LbPolicy, type OutlierOptions } from './balancer.js';
-import type { PeerVerifier } from './peer-verifier.js';
+import type { PeerVerifier, VerifiedPeer } from './peer-verifier.js';
 import { splice, type ByteCounters } from './splice.js';
 import type { EndpointAddress, ProxyCredentials, ProxyEvent, ProxyEventSink } from './types.js';
 
@@ -64,12 +64,18 @@ export interface OutboundStats {
   ejections: number;
 }
 
-type Attempt = { ok: true; socket: TLSSocket } | { ok: false; detail: string };
+type Attempt = { ok: true; socket: TLSSocket; peer: VerifiedPeer } | { ok: false; detail: string };
+
+/** A live outbound connection: the local app's socket, the mTLS socket, and who the upstream proved to be. */
+interface LiveOutbound {
+  upstream: TLSSocket;
+  peer: VerifiedPeer;
+}
 
 export class OutboundConnector {
   private context: SecureContext;
   private readonly balancer: Balancer;
-  private readonly live = new Set<Socket>();
+  private readonly live = new Map<Socket, LiveOutbound>();
   /** Local connections whose first bytes are awaited (alpn): close() must not wait 10 s for them. */
   private readonly sniffing = new Set<Socket>();
   private readonly counts = { connections: 0, failedAttempts: 0, unavailable: 0, bytesIn: 0, bytesOut: 0 };
@@ -135,7 +141,7 @@ export class OutboundConnector {
    * balancer, which is told every outcome. The instance's in-flight count is held until the returned socket closes.
    * `alpn` sets the ALPN protocol offered. Null when none could be reached.
    */
-  async connectUpstream(alpn?: OutboundAlpn): Promise<TLSSocket | null> {
+  async connectUpstream(alpn?: OutboundAlpn): Promise<{ socket: TLSSocket; peer: VerifiedPeer } | null> {
     const b = this.balancer;
     const tries = Math.min(3, b.size);
     const wire = alpn === undefined ? undefined : ALPN_WIRE[alpn];
@@ -148,7 +154,7 @@ export class OutboundConnector {
       if (r.ok) {
         b.success(ep);
         r.socket.once('close', () => b.end(ep));
-        return r.socket;
+        return r;
       }
       b.end(ep);
       b.failure(ep);
@@ -158,9 +164,27 @@ export class OutboundConnector {
     return null;
   }
 
+  /**
+   * Re-checks the upstream identity of every live connection (after a revocation list change, or as time passes):
+   * connections to a revoked or expired SVID are closed, with a `closed` event. Returns how many.
+   */
+  revalidate(): number {
+    let n = 0;
+    for (const [local, c] of [...this.live]) {
+      const refused = this.opts.verifier.recheck(c.peer);
+      if (!refused) continue;
+      this.live.delete(local);
+      this.event({ type: 'closed', reason: refused.reason, peer: `${c.upstream.remoteAddress ?? '?'}:${c.upstream.remotePort ?? '?'}`, spiffeId: c.peer.spiffeId, detail: refused.detail });
+      local.destroy();
+      c.upstream.destroy();
+      n++;
+    }
+    return n;
+  }
+
   async close(): Promise<void> {
     const closed = new Promise<void>((r) => this.server.close(() => r()));
-    for (const s of this.live) s.destroy();
+    for (const s of this.live.keys()) s.destroy();
     for (const s of this.sniffing) s.destroy();
     await closed;
   }
@@ -212,15 +236,16 @@ export class OutboundConnector {
   }
 
   private async relay(local: Socket, alpn: OutboundAlpn | undefined): Promise<void> {
-    const upstream = await this.connectUpstream(alpn);
-    if (!upstream || local.destroyed) {
-      upstream?.destroy();
-      if (!upstream) this.counts.unavailable++;
+    const up = await this.connectUpstream(alpn);
+    if (!up || local.destroyed) {
+      up?.socket.destroy();
+      if (!up) this.counts.unavailable++;
       local.destroy();
       return;
     }
+    const upstream = up.socket;
     this.counts.connections++;
-    this.live.add(local);
+    this.live.set(local, { upstream, peer: up.peer });
     const counters: ByteCounters = { bytesIn: 0, bytesOut: 0 };
     splice(local, upstream, counters, () => {
       this.live.delete(local);
@@ -260,7 +285,7 @@ export class OutboundConnector {
       socket.once('connect', () => { tcpUp = true; });
       socket.once('secureConnect', () => {
         const v = this.opts.verifier.verifySocket(socket, this.opts.expectedSpiffeId);
-        if (v.ok) return finish({ ok: true, socket });
+        if (v.ok) return finish({ ok: true, socket, peer: v });
         this.event({ type: 'refused', reason: v.reason, peer: peer(), spiffeId: v.spiffeId, detail: v.detail });
         finish({ ok: false, detail: v.detail });
       });

@@ -85,6 +85,7 @@ export class Sidecar {
   private readonly watches: BlockingWatch<unknown>[] = [];
   private registration: SidecarRegistration | null = null;
   private stopped = false;
+  private expiryTimer: NodeJS.Timeout | null = null;
   private revocationsRead = false;
 
   constructor(private readonly o: SidecarOptions) {
@@ -123,7 +124,10 @@ export class Sidecar {
     return this.outbound.get(`${namespace}/${service}`)?.port;
   }
 
-  /** Seconds since the last successful read from the server (0 before the first). */
+  /**
+   * Seconds since the server last answered: a watch read or a TTL report (every 5 s). Blocking reads answer only on
+   * a change or after their wait, so the reports are what keeps an idle, healthy mesh near 0.
+   */
   staleness(): number {
     return this.lastContact === 0 ? 0 : Math.floor((Date.now() - this.lastContact) / 1000);
   }
@@ -199,8 +203,10 @@ export class Sidecar {
       address: this.advertised(), port: this.inbound.port,
       upstreams: this.o.upstreams.map((u) => ({ name: u.service, namespace: u.namespace, localPort: this.outbound.get(`${u.namespace}/${u.service}`)!.port })),
       ttlMs: 15_000,
-    }, (err) => this.o.logger.warn({ err: err.message }, 'sidecar health report failed'));
+    }, (err) => this.o.logger.warn({ err: err.message }, 'sidecar health report failed'), () => this.touch());
     await this.registration.register();
+    // Certificates expire without any event: re-check live connections on both sides every few seconds.
+    this.expiryTimer = setInterval(() => void this.revalidate('expiry'), 5_000).unref();
     this.o.logger.info({ spiffeId: svid.spiffeId, inbound: this.inbound.port, upstreams: Object.fromEntries([...this.outbound].map(([k, c]) => [k, c.port])) }, 'proxy serving');
   }
 
@@ -219,6 +225,7 @@ export class Sidecar {
   async stop(): Promise<void> {
     this.stopped = true;
     this.keeper.stop();
+    if (this.expiryTimer) clearInterval(this.expiryTimer);
     for (const w of this.watches) void w.stop();
     await this.registration?.deregister().catch((err: Error) => this.o.logger.warn({ err: err.message }, 'could not deregister the sidecar'));
     await this.reports.close(2_000);
@@ -312,7 +319,10 @@ export class Sidecar {
 
   private async revalidate(why: string): Promise<void> {
     if (!this.inbound || this.stopped) return;
-    const closed = await this.inbound.revalidate();
+    // Outbound: connections to an upstream whose SVID was revoked. Inbound: callers revoked or no longer allowed.
+    let closed = 0;
+    for (const o of this.outbound.values()) closed += o.revalidate();
+    closed += await this.inbound.revalidate();
     if (closed > 0) this.o.logger.info({ closed, why }, 'closed live connections that are no longer allowed');
   }
 

@@ -27,7 +27,9 @@ export class SidecarRegistration {
   private heartbeat: NodeJS.Timeout | null = null;
   private registered = false;
 
-  constructor(private readonly client: ApiClient, private readonly spec: RegistrationSpec, private readonly onError: (err: Error) => void) {}
+  /** `onReported`: every accepted TTL report (the server was reachable then: the sidecar's staleness clock). */
+  constructor(private readonly client: ApiClient, private readonly spec: RegistrationSpec, private readonly onError: (err: Error) => void,
+    private readonly onReported?: () => void) {}
 
   get checkId(): string {
     return `sidecar:${this.spec.id}`;
@@ -74,5 +76,6 @@ export class SidecarRegistration {
     const path = `health/check/${this.spec.namespace}/${this.checkId}`;
     const res = await this.client.call('PUT', path, { body: { status: 'pass', output: 'sidecar running' } });
     if (res.status >= 400) throw new Error(describeError(res, 'PUT', path));
+    this.onReported?.();
   }
 }
