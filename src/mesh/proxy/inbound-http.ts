@@ -309,7 +309,7 @@ export class InboundHttpListener {
     }
     if (socket.destroyed) return;
     const protocol: Protocol = socket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1';
-    const hash = createHash('sha256').update(socket.getPeerX509Certificate()!.raw).digest('hex');
+    const hash = createHash('sha256').update(verdict.leaf.raw).digest('hex');
     const conn: LiveConnection = {
       peer: verdict, socket, protocol, remote: peer, requests: 0, bytesIn: 0, bytesOut: 0,
       xfccClient: `Hash=${hash};URI=${xfccValue(verdict.spiffeId)}`,

@@ -15,6 +15,11 @@ export interface VerifiedPeer {
   serial: string;
   /** Epoch ms. */
   notAfter: number;
+  /**
+   * The verified leaf. Read it here, not from the socket again: on a TLS client socket, Node's
+   * getPeerX509Certificate() answers only once when session tickets are in play (seen on Node 20).
+   */
+  leaf: X509Certificate;
 }
 
 export interface RefusedPeer {
@@ -76,6 +81,17 @@ export class PeerVerifier {
   }
 
   /**
+   * The verdict on a connection that resumed a TLS session (outbound): the client side of a TLS 1.3 resumption
+   * carries no peer certificate, so the leaf verified in the full handshake that issued the ticket is checked again
+   * — SVID rules, expiry, revocation, expected ID. The PSK binds the resumed connection to that handshake.
+   */
+  verifyResumed(leaf: X509Certificate, expectedId?: string): PeerVerdict {
+    const verdict = this.verifyCertificate(leaf, null, expectedId);
+    this.opts.onVerdict?.(verdict);
+    return verdict;
+  }
+
+  /**
    * `chainError` is OpenSSL's verify code for the chain against the bundle (null: it verified). OpenSSL keeps
    * the last error of the chain, so an untrusted certificate that is also out of date reads as expired/not yet
    * valid: refused either way, only the reason is the less precise one.
@@ -109,7 +125,7 @@ export class PeerVerifier {
     const revoked = this.revocation(serial, claimed!);
     if (revoked) return revoked;
     if (expectedId !== undefined && claimed !== expectedId) return refuse('wrong_identity', `the peer is ${claimed}, expected ${expectedId}`, claimed);
-    return { ok: true, spiffeId: claimed!, serial, notAfter };
+    return { ok: true, spiffeId: claimed!, serial, notAfter, leaf };
   }
 
   /** Re-checks an identity accepted earlier (revocation list changed, or time passed); null while it still holds. */
