@@ -16,7 +16,37 @@ interface IntentionJson {
   action: 'allow' | 'deny';
   methods?: string[];
   path_prefix?: string;
+  headers?: HeaderJson[];
   description?: string;
+}
+
+type HeaderJson = { name: string; present?: true; exact?: string; prefix?: string };
+
+// RFC 9110 token (a header name); the server checks the same and lowercases.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** `--header NAME` (present), `NAME=VALUE` (exact) or `NAME^=PREFIX` (prefix); `check` takes only `NAME=VALUE`. */
+export function parseHeaderArg(arg: string, exactOnly = false): HeaderJson {
+  const usage = exactOnly ? 'use NAME=VALUE' : 'use NAME, NAME=VALUE or NAME^=PREFIX';
+  const eq = arg.indexOf('=');
+  const prefix = eq > 0 && arg[eq - 1] === '^';
+  const name = eq === -1 ? arg : arg.slice(0, prefix ? eq - 1 : eq);
+  if (!TOKEN.test(name)) throw new CliError(`--header "${arg}": ${name === '' ? 'no header name' : `"${name}" is not a header name`}; ${usage}`, 2);
+  if (eq === -1 || (exactOnly && prefix)) {
+    if (exactOnly) throw new CliError(`--header "${arg}": ${usage}`, 2);
+    return { name: name.toLowerCase(), present: true };
+  }
+  const value = arg.slice(eq + 1);
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw new CliError(`--header "${name}": the value must not contain control characters`, 2);
+  return prefix ? { name: name.toLowerCase(), prefix: value } : { name: name.toLowerCase(), exact: value };
+}
+
+function headerString(h: HeaderJson): string {
+  return h.exact !== undefined ? `${h.name}=${h.exact}` : h.prefix !== undefined ? `${h.name}^=${h.prefix}` : h.name;
 }
 
 /** `ns/name`, `name`, `ns/*` or `*` as the two path segments of mesh/intentions/…. */
@@ -30,7 +60,8 @@ function segments(ref: string, what: string): string {
 
 function printIntentions(list: IntentionJson[]): void {
   if (list.length === 0) return say('(no intentions)');
-  const rows = list.map((i) => [i.source, i.action, i.destination, [i.methods?.join(',') ?? '', i.path_prefix ?? ''].filter((s) => s).join(' '), i.description ?? '']);
+  const http = (i: IntentionJson) => [i.methods?.join(',') ?? '', i.path_prefix ?? '', ...(i.headers ?? []).map(headerString)].filter((s) => s).join(' ');
+  const rows = list.map((i) => [i.source, i.action, i.destination, http(i), i.description ?? '']);
   const heads = ['SOURCE', 'ACTION', 'DESTINATION', 'HTTP', 'DESCRIPTION'];
   const widths = heads.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (r: string[]) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd();
@@ -49,11 +80,13 @@ export function registerIntention(program: Command): void {
       .argument('<dst>', 'destination service')
       .option('--methods <list>', 'only these HTTP methods, comma-separated (e.g. GET,POST)')
       .option('--path-prefix <prefix>', 'only request paths under this prefix (starts with /)')
+      .option('--header <spec>', 'only requests with this header: NAME (present), NAME=VALUE (exact) or NAME^=PREFIX; repeatable, all must match', collect, [])
       .option('--description <text>', 'free text')
-      .action(action(async (src: string, dst: string, o: CommonOptions & { methods?: string; pathPrefix?: string; description?: string }) => {
+      .action(action(async (src: string, dst: string, o: CommonOptions & { methods?: string; pathPrefix?: string; header: string[]; description?: string }) => {
         const body: Record<string, unknown> = { action: verb };
         if (o.methods !== undefined) body.methods = o.methods.split(',').map((m) => m.trim()).filter((m) => m !== '');
         if (o.pathPrefix !== undefined) body.path_prefix = o.pathPrefix;
+        if (o.header.length > 0) body.headers = o.header.map((h) => parseHeaderArg(h));
         if (o.description !== undefined) body.description = o.description;
         const res = await client().ok('PUT', `mesh/intentions/${segments(src, 'SRC')}/${segments(dst, 'DST')}`, { body });
         const data = res.body!.data as IntentionJson & { cedar: string };
@@ -105,10 +138,16 @@ export function registerIntention(program: Command): void {
     .argument('<dst>', 'destination service (ns/name or name)')
     .option('--method <method>', 'an HTTP request with this method')
     .option('--path <path>', 'an HTTP request for this path')
-    .action(action(async (src: string, dst: string, o: CommonOptions & { method?: string; path?: string }) => {
+    .option('--header <name=value>', 'an HTTP request with this header; repeatable (a repeated name is one header with several values)', collect, [])
+    .action(action(async (src: string, dst: string, o: CommonOptions & { method?: string; path?: string; header: string[] }) => {
       const query: Record<string, string> = { source: src, destination: dst };
       if (o.method !== undefined) query.method = o.method;
       if (o.path !== undefined) query.path = o.path;
+      if (o.header.length > 0) {
+        const headers: Record<string, string[]> = {};
+        for (const h of o.header.map((a) => parseHeaderArg(a, true))) (headers[h.name] ??= []).push(h.exact!);
+        query.headers = JSON.stringify(headers);
+      }
       const d = (await client().ok('GET', 'mesh/intentions/check', { query })).body!.data as { allowed: boolean; reason: string; rules: string[] };
       if (o.format === 'json') printJson(d);
       else {

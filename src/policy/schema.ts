@@ -11,8 +11,13 @@
 //  principal  Aegis::Service — the calling service, id `<namespace>/<name>`, `in` its Aegis::Namespace.
 //  action     connect
 //  resource   Aegis::Service — the service being called.
-//  context    method?, path? — present only for HTTP requests (a TCP connection has neither), so conditions
-//             must test `context has method` first (strict validation refuses them otherwise).
+//  context    method?, path?, headers? — present only for HTTP requests (a TCP connection has none of them), so
+//             conditions must test `context has method` first (strict validation refuses them otherwise).
+//             `headers` is an Aegis::HttpHeaders entity whose tags are the request's headers: names lowercase (as
+//             Node gives them), a repeated header as one value joined with ", " (RFC 9110 field combination;
+//             `cookie` with "; "). A condition reads one as
+//             `context has headers && context.headers.hasTag("x-role") && context.headers.getTag("x-role") == "admin"`
+//             (strict validation also wants the `hasTag` before the `getTag`).
 //
 // Validation checks a statement against every action it may apply to. API documents are validated with their
 // token scope (`principal in Aegis::Policy::"<name>"`) already added, which a Service can never satisfy, so an
@@ -44,7 +49,8 @@ namespace Aegis {
     namespace: String,
     name: String,
   };
-  type ConnectContext = { method?: String, path?: String };
+  entity HttpHeaders tags String;
+  type ConnectContext = { method?: String, path?: String, headers?: HttpHeaders };
   action connect appliesTo {
     principal: [Service],
     resource: [Service],
@@ -56,5 +62,6 @@ namespace Aegis {
 /** The schema's entity types and the mesh action, for code that builds Cedar. */
 export const SERVICE_TYPE = 'Aegis::Service';
 export const NAMESPACE_TYPE = 'Aegis::Namespace';
+export const HTTP_HEADERS_TYPE = 'Aegis::HttpHeaders';
 export const ACTION_TYPE = 'Aegis::Action';
 export const CONNECT = 'connect';

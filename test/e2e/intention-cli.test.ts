@@ -40,6 +40,36 @@ describe('aegis intention', () => {
     assert.deepEqual(json.rules, ['intention:shop/web->shop/cart']);
   });
 
+  it('--header limits an allow to requests with those headers, and check takes them', async () => {
+    assert.match(await cli('intention', 'allow', 'hdr/web', 'hdr/api', '--header', 'X-Role=admin', '--header', 'authorization^=Bearer ', '--header', 'x-trace'), /hdr\/web => hdr\/api \(allow\)/);
+    const check = (...headers: string[]) => runCli(['intention', 'check', 'hdr/web', 'hdr/api', '--method', 'GET', '--path', '/', ...headers.flatMap((h) => ['--header', h])], env);
+    const yes = await check('x-role=admin', 'Authorization=Bearer abc', 'x-trace=1');
+    assert.equal(yes.code, 0, yes.stderr);
+    assert.match(yes.stdout, /^Allowed\nallowed by intention:hdr\/web->hdr\/api/);
+    assert.equal((await check('x-role=user', 'authorization=Bearer abc', 'x-trace=1')).code, 2);
+    assert.equal((await check('x-role=admin', 'x-trace=1')).code, 2, 'authorization missing');
+    assert.equal((await check('x-role=admin', 'authorization=Basic abc', 'x-trace=1')).code, 2);
+    assert.equal((await runCli(['intention', 'check', 'hdr/web', 'hdr/api'], env)).code, 2, 'a plain connection');
+    assert.match(await cli('intention', 'list', '--source', 'hdr/web'), /hdr\/web\s+allow\s+hdr\/api\s+x-role=admin authorization\^=Bearer  x-trace/);
+    const json = JSON.parse(await cli('intention', 'get', 'hdr/web', 'hdr/api', '--format', 'json'));
+    assert.deepEqual(json.headers, [{ name: 'x-role', exact: 'admin' }, { name: 'authorization', prefix: 'Bearer ' }, { name: 'x-trace', present: true }]);
+  });
+
+  it('a bad --header is one error line and exit 2', async () => {
+    for (const args of [
+      ['intention', 'allow', 'web', 'api', '--header', 'bad name=x'],
+      ['intention', 'allow', 'web', 'api', '--header', '=x'],
+      ['intention', 'check', 'web', 'api', '--method', 'GET', '--header', 'x-role'],
+      ['intention', 'check', 'web', 'api', '--method', 'GET', '--header', 'x-role^=adm'],
+    ]) {
+      const r = await runCli(args, env);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^Error: --header "/);
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+    }
+    assert.equal((await runCli(['intention', 'get', 'web', 'api'], env)).code, 1, 'nothing was written');
+  });
+
   it('bad input is one error line and exit 1; a malformed SRC is a usage error', async () => {
     const r = await runCli(['intention', 'allow', 'web', 'api', '--path-prefix', 'v1'], env);
     assert.equal(r.code, 1);

@@ -138,4 +138,15 @@ describe('aegis proxy --mode http', () => {
     await call('GET', '/api/again');
     assert.equal(seen.at(-1)!.xfcc, seen.at(-2)!.xfcc);
   });
+
+  it('a mesh policy on a request header: GET /admin passes only with x-role: admin', async () => {
+    const policy = `@id("admins")
+permit (principal == Aegis::Service::"default/web", action == Aegis::Action::"connect", resource == Aegis::Service::"default/api")
+when { context has path && context.path == "/admin" && context has headers && context.headers.hasTag("x-role") && context.headers.getTag("x-role") == "admin" };`;
+    await server.api.ok('PUT', 'mesh/policies/web-admins', { body: { policy } });
+    await within(3_000, 'the header rule applies', async () => (await call('GET', '/admin', { 'x-role': 'admin' })).status === 200);
+    assert.equal(seen.at(-1)!.path, '/admin');
+    assert.equal((await call('GET', '/admin', { 'x-role': 'viewer' })).status, 403);
+    assert.equal((await call('GET', '/admin')).status, 403);
+  });
 });

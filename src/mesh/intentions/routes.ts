@@ -1,6 +1,7 @@
+import { BadRequestError } from '../../core/errors.js';
 import type { FieldSpecs } from '../../core/fields.js';
 import type { HandlerContext, Response, Route } from '../../core/request.js';
-import { label, parseRef, refOf, refString } from './model.js';
+import { HTTP_TOKEN, label, parseRef, refOf, refString } from './model.js';
 import type { MeshPolicies } from './store.js';
 
 // mesh/intentions…, mesh/policies…, mesh/config…: the control plane of service-to-service authorization. Every
@@ -24,6 +25,10 @@ const INTENTION_FIELDS: FieldSpecs = {
   action: { type: 'string', description: 'allow or deny (required on write)', max: 16 },
   methods: { type: 'strings', description: 'HTTP methods the intention is limited to (default: any request and plain connections)', max: 16 },
   path_prefix: { type: 'string', description: 'request paths the intention is limited to, starting with "/"', max: 1024 },
+  headers: {
+    type: 'any',
+    description: 'request headers the intention is limited to (all must match): up to 8 of {"name": …, and one of "present": true, "exact": "…", "prefix": "…"}',
+  },
   description: { type: 'string', description: 'free text', max: 512 },
 };
 
@@ -70,6 +75,10 @@ export function intentionRoutes(mesh: MeshPolicies): Route[] {
         destination: { type: 'string', description: 'the called service', required: true, max: 128 },
         method: { type: 'string', description: 'HTTP method of the request (omit for a plain connection)', max: 32 },
         path: { type: 'string', description: 'HTTP path of the request', max: 4096 },
+        headers: {
+          type: 'any',
+          description: 'HTTP headers of the request: an object name → value (or that object as JSON text, e.g. in a query string); with method or path and no headers, the request has none',
+        },
       },
       auditPlain: PLAIN,
       operations: {
@@ -78,7 +87,10 @@ export function intentionRoutes(mesh: MeshPolicies): Route[] {
           const destination = refString(parseRef(ctx.fields.destination, 'destination', false));
           const method = ctx.fields.method as string | undefined;
           const path = ctx.fields.path as string | undefined;
-          const d = mesh.check({ source, destination, ...(method ? { method: method.toUpperCase() } : {}), ...(path ? { path } : {}) });
+          // An HTTP request always has headers (maybe none): the proxy passes them, so the check must too, or a
+          // statement testing `context has headers` would decide differently here than there.
+          const headers = checkHeaders(ctx.fields.headers) ?? (method || path ? {} : undefined);
+          const d = mesh.check({ source, destination, ...(method ? { method: method.toUpperCase() } : {}), ...(path ? { path } : {}), ...(headers ? { headers } : {}) });
           return { data: { allowed: d.allowed, reason: d.reason, rules: d.rules, source, destination } };
         },
       },
@@ -104,7 +116,8 @@ export function intentionRoutes(mesh: MeshPolicies): Route[] {
         },
         update: async (ctx) => {
           const { source, destination } = pair(ctx);
-          return { data: { ...(await mesh.putIntention(source, destination, { action: ctx.fields.action, methods: ctx.fields.methods, path_prefix: ctx.fields.path_prefix, description: ctx.fields.description })) } };
+          const f = ctx.fields;
+          return { data: { ...(await mesh.putIntention(source, destination, { action: f.action, methods: f.methods, path_prefix: f.path_prefix, headers: f.headers, description: f.description })) } };
         },
         delete: async (ctx) => {
           const { source, destination } = pair(ctx);
@@ -157,4 +170,36 @@ async function listIntentions(mesh: MeshPolicies, ctx: HandlerContext): Promise<
   await block(mesh, ctx);
   const intentions = mesh.listIntentions({ source, destination });
   return indexed(mesh, { intentions, keys: intentions.map((i) => i.id) });
+}
+
+const MAX_CHECK_HEADERS = 64;
+const MAX_CHECK_HEADER_BYTES = 16 * 1024;
+
+/** The `headers` of a check: an object name → value (a string or a list of strings), or that object as JSON text. */
+function checkHeaders(value: unknown): Record<string, string | string[]> | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  let v = value;
+  if (typeof v === 'string') {
+    if (v.length > MAX_CHECK_HEADER_BYTES) throw new BadRequestError(`headers: larger than ${MAX_CHECK_HEADER_BYTES} characters`);
+    try {
+      v = JSON.parse(v);
+    } catch {
+      throw new BadRequestError('headers must be an object of header name → value, e.g. {"x-role": "admin"} (JSON text in a query string)');
+    }
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new BadRequestError('headers must be an object of header name → value, e.g. {"x-role": "admin"}');
+  const entries = Object.entries(v as Record<string, unknown>);
+  if (entries.length > MAX_CHECK_HEADERS) throw new BadRequestError(`headers: at most ${MAX_CHECK_HEADERS}`);
+  const out: Record<string, string | string[]> = {};
+  let size = 0;
+  for (const [name, val] of entries) {
+    if (!HTTP_TOKEN.test(name)) throw new BadRequestError(`headers: ${JSON.stringify(name)} is not a header name (RFC 9110 token)`);
+    if (!(typeof val === 'string' || (Array.isArray(val) && val.every((x) => typeof x === 'string')))) {
+      throw new BadRequestError(`headers: the value of ${name} must be a string or a list of strings`);
+    }
+    size += name.length + (typeof val === 'string' ? val.length : val.join('').length);
+    if (size > MAX_CHECK_HEADER_BYTES) throw new BadRequestError(`headers: larger than ${MAX_CHECK_HEADER_BYTES} characters`);
+    out[name] = val as string | string[];
+  }
+  return out;
 }

@@ -5,7 +5,7 @@ import type { Change } from '../../core/storage/index.js';
 import { type Decision, NAMESPACE_TYPE, normalisePolicyName, SERVICE_TYPE, type Statement, validateStatements } from '../../policy/index.js';
 import { MeshAuthorizer, compileMeshPolicy, type MeshRequest } from './authorizer.js';
 import {
-  intentionKey, intentionRuleId, intentionStatement, uidOf, parseAction, parseDescription, parseMethods, parsePathPrefix, refString,
+  intentionKey, intentionRuleId, intentionStatement, uidOf, parseAction, parseDescription, parseHeaders, parseMethods, parsePathPrefix, refString,
   type Intention, type ServiceRef,
 } from './model.js';
 
@@ -49,6 +49,7 @@ export interface IntentionInput {
   action: unknown;
   methods?: unknown;
   path_prefix?: unknown;
+  headers?: unknown;
   description?: unknown;
 }
 
@@ -148,6 +149,7 @@ export class MeshPolicies {
       action: parseAction(input.action),
       ...optional('methods', parseMethods(input.methods)),
       ...optional('path_prefix', parsePathPrefix(input.path_prefix)),
+      ...optional('headers', parseHeaders(input.headers)),
       ...optional('description', parseDescription(input.description)),
       created: existing?.value.created ?? now,
       updated: now,

@@ -53,12 +53,19 @@ export class LocalPolicy {
 
   /**
    * The `connect` decision for a verified source SPIFFE ID; default deny. With `http`, the decision of one HTTP
-   * request (http mode): intentions with method or path rules apply only there.
+   * request (http mode): intentions with method, path or header rules apply only there. An HTTP request always
+   * has headers in the Cedar context (none given: an empty set), as the server's check assumes.
    */
-  allows(sourceSpiffeId: string, http?: { method: string; path: string }): boolean {
+  allows(sourceSpiffeId: string, http?: { method: string; path: string; headers?: Record<string, string | string[] | undefined> }): boolean {
     if (!this.loaded) return false;
     const source = serviceOfSpiffeId(sourceSpiffeId, this.trustDomain);
     if (source === null) return false;
-    return this.authorizer.decide(http ? { source, destination: this.destination, method: http.method, path: http.path } : { source, destination: this.destination }).allowed;
+    const destination = this.destination;
+    return this.authorizer.decide(http ? { source, destination, method: http.method, path: http.path, headers: http.headers ?? {} } : { source, destination }).allowed;
+  }
+
+  /** The loaded set's authorizer (its cache size and whether it reads headers), for metrics and tests. */
+  get decisions(): MeshAuthorizer {
+    return this.authorizer;
   }
 }
