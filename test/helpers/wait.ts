@@ -15,3 +15,9 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms: nu
 export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
   if (!(await eventually(cond, ms, 20))) assert.fail(`timed out waiting for: ${what}`);
 }
+
+/** Resolves when `p` settles, or rejects after `ms` naming `what`. */
+export function settlesWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms); })]).finally(() => clearTimeout(timer));
+}

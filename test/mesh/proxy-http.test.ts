@@ -9,7 +9,11 @@ import { createServer as createNetServer, type AddressInfo, type Socket } from '
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { InboundHttpListener, PeerVerifier, type HttpRequestInfo, type HttpRequestRecord, type InboundHttpOptions } from '../../src/mesh/proxy/index.js';
 import { onCleanup } from '../helpers/cleanup.js';
+import { settlesWithin as within, until as untilNamed } from '../helpers/wait.js';
 import { EventLog, issueSvid, makeTrustDomain, runClient, selfSignedSvid, type TestSvid, type TrustDomainCa } from './proxy-fixtures.js';
+
+/** Polls a counter that has no event of its own; bounded. */
+const until = (pred: () => boolean, ms = 2_000) => untilNamed('a counter to move', pred, ms);
 
 // The inbound listener in http mode end to end on 127.0.0.1, real TLS 1.3 mTLS: HTTP/1.1 and HTTP/2 clients →
 // InboundHttpListener → a plain HTTP/1.1 app that echoes what it received. Per-request decisions, XFCC, streaming,
@@ -88,20 +92,6 @@ async function inbound(opts: Partial<InboundHttpOptions> = {}): Promise<InboundH
   });
   onCleanup(() => l.close());
   return l;
-}
-
-/** Resolves when `p` settles, or rejects after `ms`. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms); })]).finally(() => clearTimeout(timer));
-}
-
-async function until(pred: () => boolean, ms = 2_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 interface Answer {

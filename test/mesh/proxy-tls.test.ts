@@ -5,6 +5,7 @@ import { connect as netConnect, createServer, type AddressInfo, type Socket } fr
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { InboundListener, OutboundConnector, PeerVerifier, type OutboundOptions } from '../../src/mesh/proxy/index.js';
 import { onCleanup } from '../helpers/cleanup.js';
+import { settlesWithin as within, until as untilNamed } from '../helpers/wait.js';
 import { EventLog, issueSvid, makeTrustDomain, startEchoApp, type TestSvid, type TrustDomainCa } from './proxy-fixtures.js';
 
 // The proxy's TLS core end to end on 127.0.0.1: app → outbound connector → mTLS → inbound listener → echo app, and
@@ -70,20 +71,8 @@ async function client(port: number): Promise<{ socket: Socket; echo: (line: stri
   return { socket, echo, closed };
 }
 
-/** Resolves when `p` settles, or rejects after `ms`. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms); })]).finally(() => clearTimeout(timer));
-}
-
 /** Polls a counter that has no event of its own; bounded. */
-async function until(pred: () => boolean, ms = 2_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (pred: () => boolean, ms = 2_000) => untilNamed('a counter to move', pred, ms);
 
 /** A direct mTLS connection to a listener (the outbound side's handshake without the connector). */
 async function tlsClient(port: number, svid: TestSvid, opts: { maxVersion?: 'TLSv1.2' } = {}): Promise<TLSSocket> {

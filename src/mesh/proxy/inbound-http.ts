@@ -5,6 +5,7 @@ import { createSecureServer, type Http2SecureServer, type Http2Session, type Htt
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { PeerVerifier, VerifiedPeer } from './peer-verifier.js';
+import { closeIdentity, decide, revalidateLive } from './live-connections.js';
 import type { EndpointAddress, EventReason, ProxyCredentials, ProxyEvent, ProxyEventSink } from './types.js';
 
 // The inbound side of the sidecar in http mode (Envoy's HTTP connection manager with Consul L7 intentions as the
@@ -249,13 +250,7 @@ export class InboundHttpListener {
 
   /** Closes every live connection of `spiffeId` now (in-flight requests included); returns how many. */
   closeConnectionsOf(spiffeId: string, reason: EventReason = 'revoked'): number {
-    let n = 0;
-    for (const c of [...this.live]) {
-      if (c.peer.spiffeId !== spiffeId) continue;
-      this.cut(c, reason, 'closed on request');
-      n++;
-    }
-    return n;
+    return closeIdentity(this.live, spiffeId, reason, (c, r, d) => this.cut(c, r, d));
   }
 
   /**
@@ -263,27 +258,8 @@ export class InboundHttpListener {
    * closed, and — when authorizeConnection was given — identities it no longer admits. Per-request decisions need no
    * revalidation: every later request is decided under the new policy anyway. Returns how many were closed.
    */
-  async revalidate(): Promise<number> {
-    let n = 0;
-    for (const c of [...this.live]) {
-      const refused = this.opts.verifier.recheck(c.peer);
-      if (refused) {
-        this.cut(c, refused.reason, refused.detail);
-        n++;
-      }
-    }
-    const check = this.opts.authorizeConnection;
-    if (!check) return n;
-    const decisions = new Map<string, Promise<boolean>>();
-    for (const c of [...this.live]) {
-      let d = decisions.get(c.peer.spiffeId);
-      if (!d) decisions.set(c.peer.spiffeId, (d = decide(() => check(c.peer.spiffeId))));
-      if (!(await d) && this.live.has(c)) {
-        this.cut(c, 'denied', 'no longer authorized');
-        n++;
-      }
-    }
-    return n;
+  revalidate(): Promise<number> {
+    return revalidateLive(this.live, this.opts.verifier, (c, r, d) => this.cut(c, r, d), this.opts.authorizeConnection);
   }
 
   async close(): Promise<void> {
@@ -498,14 +474,6 @@ export class InboundHttpListener {
   }
 }
 
-/** Default deny: anything but true, a throw or a rejection is false. */
-async function decide(f: () => boolean | Promise<boolean>): Promise<boolean> {
-  try {
-    return (await f()) === true;
-  } catch {
-    return false;
-  }
-}
 
 /** A short plain-text answer (and, for HTTP/1.1, the connection stays usable). */
 function send(res: AnyResponse, status: number, body: string): void {

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { connect as netConnect, type AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { PeerVerifier, VerifiedPeer } from './peer-verifier.js';
+import { closeIdentity, decide, revalidateLive } from './live-connections.js';
 import { splice, type ByteCounters } from './splice.js';
 import type { EndpointAddress, EventReason, ProxyCredentials, ProxyEvent, ProxyEventSink } from './types.js';
 
@@ -100,39 +101,15 @@ export class InboundListener {
 
   /** Closes every live connection of `spiffeId` now; returns how many. */
   closeConnectionsOf(spiffeId: string, reason: EventReason = 'revoked'): number {
-    let n = 0;
-    for (const c of [...this.live]) {
-      if (c.peer.spiffeId !== spiffeId) continue;
-      this.cut(c, reason, 'closed on request');
-      n++;
-    }
-    return n;
+    return closeIdentity(this.live, spiffeId, reason, (c, r, d) => this.cut(c, r, d));
   }
 
   /**
    * Re-checks every live connection (after a revocation list or policy change): revoked or expired identities and
    * those no longer authorized are closed. Returns how many were closed.
    */
-  async revalidate(): Promise<number> {
-    let n = 0;
-    const decisions = new Map<string, Promise<boolean>>();
-    for (const c of [...this.live]) {
-      const refused = this.opts.verifier.recheck(c.peer);
-      if (refused) {
-        this.cut(c, refused.reason, refused.detail);
-        n++;
-      }
-    }
-    // Revocations are cut synchronously above; authorization may be async, one decision per identity.
-    for (const c of [...this.live]) {
-      let d = decisions.get(c.peer.spiffeId);
-      if (!d) decisions.set(c.peer.spiffeId, (d = this.decide(c.peer.spiffeId)));
-      if (!(await d) && this.live.has(c)) {
-        this.cut(c, 'denied', 'no longer authorized');
-        n++;
-      }
-    }
-    return n;
+  revalidate(): Promise<number> {
+    return revalidateLive(this.live, this.opts.verifier, (c, r, d) => this.cut(c, r, d), this.opts.authorize);
   }
 
   async close(): Promise<void> {
@@ -173,13 +150,10 @@ export class InboundListener {
     splice(socket, app, conn, () => this.retire(conn));
   }
 
-  private async decide(spiffeId: string): Promise<boolean> {
-    try {
-      return (await this.opts.authorize(spiffeId)) === true; // default deny: anything but true
-    } catch {
-      return false;
-    }
+  private decide(spiffeId: string): Promise<boolean> {
+    return decide(() => this.opts.authorize(spiffeId));
   }
+
 
   /** Takes a connection out of the live set (once), folding its byte counts into the totals. */
   private retire(c: LiveConnection): boolean {
