@@ -212,29 +212,6 @@ describe('live changes', () => {
     assert.equal(api.stats().active, 1);
   });
 
-  it('resumes TLS sessions to an instance, and a resumed session is still verified (revocation refuses it)', async () => {
-    const api = await inbound();
-    const o = await outbound([at(api)]);
-    for (let i = 0; i < 3; i++) {
-      const c = await client(o.port);
-      await c.echo(`round ${i}`);
-      c.socket.destroy();
-    }
-    assert.ok(o.stats().resumed >= 1, `resumed ${o.stats().resumed} of 3`);
-    // The inbound side sees the client certificate on a resumed session, so identity and revocation still hold.
-    const victim = issueSvid(ca, 'web');
-    const revocable = await outbound([at(api)], { credentials: victim });
-    const first = await client(revocable.port);
-    await first.echo('full handshake');
-    first.socket.destroy();
-    revokedSerials.add(victim.serial);
-    events.mark();
-    const second = await client(revocable.port);
-    await within(second.closed, 2_000, 'the resumed connection of a revoked serial is closed');
-    const e = await events.next((x) => x.type === 'refused' && x.direction === 'inbound');
-    assert.deepEqual([e.reason, e.spiffeId], ['revoked', victim.spiffeId]);
-  });
-
   it('outbound revalidate() cuts live connections to an upstream whose SVID was revoked, and only those', async () => {
     const revokedApi = issueSvid(ca, 'api');
     const doomed = await inbound(revokedApi);

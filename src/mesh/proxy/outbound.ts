@@ -1,6 +1,5 @@
 import { once } from 'node:events';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { Balancer, type Endpoint, type EndpointStatus, type LbPolicy, type OutlierOptions } from './balancer.js';
 import type { PeerVerifier, VerifiedPeer } from './peer-verifier.js';
@@ -63,8 +62,6 @@ export interface OutboundStats {
   bytesOut: number;
   /** Instance ejections so far (outlier detection). */
   ejections: number;
-  /** Handshakes that resumed a TLS session instead of a full handshake. */
-  resumed: number;
 }
 
 type Attempt = { ok: true; socket: TLSSocket; peer: VerifiedPeer } | { ok: false; detail: string };
@@ -77,18 +74,11 @@ interface LiveOutbound {
 
 export class OutboundConnector {
   private context: SecureContext;
-  /**
-   * The last TLS session ticket per instance: a new connection resumes it (one round trip, no certificate
-   * signatures), as HAProxy and Envoy do towards their upstreams. The peer's certificate travels with the session,
-   * so PeerVerifier still checks identity, expiry and revocation on every resumed connection. Dropped when our own
-   * SVID changes, so the next handshake presents the new one.
-   */
-  private readonly sessions = new Map<string, { ticket: Buffer; leaf: X509Certificate }>();
   private readonly balancer: Balancer;
   private readonly live = new Map<Socket, LiveOutbound>();
   /** Local connections whose first bytes are awaited (alpn): close() must not wait 10 s for them. */
   private readonly sniffing = new Set<Socket>();
-  private readonly counts = { connections: 0, failedAttempts: 0, unavailable: 0, bytesIn: 0, bytesOut: 0, resumed: 0 };
+  private readonly counts = { connections: 0, failedAttempts: 0, unavailable: 0, bytesIn: 0, bytesOut: 0 };
 
   private constructor(private readonly server: Server, private readonly opts: OutboundOptions) {
     this.context = OutboundConnector.buildContext(opts.credentials);
@@ -125,7 +115,6 @@ export class OutboundConnector {
 
   /** New connections use the new SVID and bundle; open ones keep theirs. */
   updateCredentials(c: ProxyCredentials): void {
-    this.sessions.clear();
     this.context = OutboundConnector.buildContext(c);
   }
 
@@ -269,7 +258,6 @@ export class OutboundConnector {
   private attempt(instance: Endpoint, alpn: Buffer | undefined): Promise<Attempt> {
     // The peer as events name it (built only when one is reported).
     const peer = () => `${instance.host}:${instance.port}`;
-    const resumable = this.sessions.get(instance.address);
     return new Promise((resolve) => {
       let tcpUp = false;
       let settled = false;
@@ -289,35 +277,15 @@ export class OutboundConnector {
         rejectUnauthorized: false,
         checkServerIdentity: () => undefined,
         ALPNProtocols: alpn,
-        session: resumable?.ticket,
       });
       const timer = setTimeout(() => {
         if (tcpUp) this.event({ type: 'refused', reason: 'protocol', peer: peer(), detail: 'handshake timed out' });
         finish({ ok: false, detail: `${tcpUp ? 'handshake' : 'connect'} timed out` });
       }, this.opts.connectTimeoutMs ?? 2_000);
       socket.once('connect', () => { tcpUp = true; });
-      // Tickets may arrive before 'secureConnect': kept only once this connection's peer passed verification.
-      let verifiedLeaf: X509Certificate | undefined;
-      let pendingTicket: Buffer | undefined;
-      const keep = (ticket: Buffer) => {
-        if (this.sessions.size > 4_096 && !this.sessions.has(instance.address)) this.sessions.clear(); // bounded
-        this.sessions.set(instance.address, { ticket, leaf: verifiedLeaf! });
-      };
-      socket.on('session', (ticket: Buffer) => {
-        if (verifiedLeaf) keep(ticket);
-        else pendingTicket = ticket;
-      });
       socket.once('secureConnect', () => {
-        const reused = socket.isSessionReused() && resumable !== undefined;
-        const v = reused ? this.opts.verifier.verifyResumed(resumable.leaf, this.opts.expectedSpiffeId) : this.opts.verifier.verifySocket(socket, this.opts.expectedSpiffeId);
-        if (v.ok) {
-          // The leaf verified for this connection: its own on a full handshake, the resumed session's otherwise.
-          verifiedLeaf = v.leaf;
-          if (pendingTicket) keep(pendingTicket);
-          if (reused) this.counts.resumed++;
-          return finish({ ok: true, socket, peer: v });
-        }
-        this.sessions.delete(instance.address);
+        const v = this.opts.verifier.verifySocket(socket, this.opts.expectedSpiffeId);
+        if (v.ok) return finish({ ok: true, socket, peer: v });
         this.event({ type: 'refused', reason: v.reason, peer: peer(), spiffeId: v.spiffeId, detail: v.detail });
         finish({ ok: false, detail: v.detail });
       });

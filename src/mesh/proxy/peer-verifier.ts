@@ -16,8 +16,8 @@ export interface VerifiedPeer {
   /** Epoch ms. */
   notAfter: number;
   /**
-   * The verified leaf. Read it here, not from the socket again: on a TLS client socket, Node's
-   * getPeerX509Certificate() answers only once when session tickets are in play (seen on Node 20).
+   * The verified leaf. Read it here, not from the socket again: on a TLS client socket, Node 20's
+   * getPeerX509Certificate() can answer only once (seen when session tickets are in play).
    */
   leaf: X509Certificate;
 }
@@ -76,17 +76,6 @@ export class PeerVerifier {
     const leaf = socket.getPeerX509Certificate();
     const chainError = socket.authorized ? null : String(socket.authorizationError ?? 'UNKNOWN');
     const verdict = this.verifyCertificate(leaf, chainError, expectedId);
-    this.opts.onVerdict?.(verdict);
-    return verdict;
-  }
-
-  /**
-   * The verdict on a connection that resumed a TLS session (outbound): the client side of a TLS 1.3 resumption
-   * carries no peer certificate, so the leaf verified in the full handshake that issued the ticket is checked again
-   * — SVID rules, expiry, revocation, expected ID. The PSK binds the resumed connection to that handshake.
-   */
-  verifyResumed(leaf: X509Certificate, expectedId?: string): PeerVerdict {
-    const verdict = this.verifyCertificate(leaf, null, expectedId);
     this.opts.onVerdict?.(verdict);
     return verdict;
   }
