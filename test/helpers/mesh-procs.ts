@@ -5,6 +5,7 @@ import { ApiClient } from '../../src/cli/client.js';
 import { onCleanup } from './cleanup.js';
 import { BIN, ROOT } from './server.js';
 import { tempDir } from './temp.js';
+import { eventually } from './wait.js';
 
 // Real processes for mesh end-to-end tests: an HTTPS dev server, `aegis proxy` sidecars attested with join
 // tokens, small apps, and bounded helpers to talk through them. Everything on 127.0.0.1.
@@ -48,11 +49,8 @@ export async function waitOutput(p: Proc, re: RegExp, what: string, ms = 30_000)
 /** Retries until `check` passes, at most `ms`; returns how long it took. */
 export async function within(ms: number, what: string, check: () => Promise<boolean>): Promise<number> {
   const start = Date.now();
-  for (;;) {
-    if (await check()) return Date.now() - start;
-    if (Date.now() - start > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  if (!(await eventually(check, ms))) throw new Error(`${what}: not within ${ms} ms`);
+  return Date.now() - start;
 }
 
 /** A TCP app that answers every chunk with `<name>:<chunk>`. */

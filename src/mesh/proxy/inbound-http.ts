@@ -5,8 +5,8 @@ import { createSecureServer, type Http2SecureServer, type Http2Session, type Htt
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { PeerVerifier, VerifiedPeer } from './peer-verifier.js';
-import { closeIdentity, decide, revalidateLive } from './live-connections.js';
-import type { EndpointAddress, EventReason, ProxyCredentials, ProxyEvent, ProxyEventSink } from './types.js';
+import { closeIdentity, contextOptions, decide, remote, revalidateLive, withLiveBytes } from './live-connections.js';
+import { report, type EndpointAddress, type EventReason, type ProxyCredentials, type ProxyEvent, type ProxyEventSink } from './types.js';
 
 // The inbound side of the sidecar in http mode (Envoy's HTTP connection manager with Consul L7 intentions as the
 // anchor). The handshake and the peer verdict are those of tcp mode (TLS 1.3 only, client certificate verified
@@ -117,16 +117,6 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 const XFCC = 'x-forwarded-client-cert';
 const DENIED_BODY = 'RBAC: access denied';
 
-/** The context options: built once per credential set (setSecureContext builds one SecureContext from them). */
-function contextOptions(c: ProxyCredentials) {
-  // minVersion belongs to the context: setSecureContext without it would fall back to Node's default (TLS 1.2).
-  return { key: c.keyPem, cert: c.certChainPem, ca: c.bundlePem, minVersion: 'TLSv1.3' as const };
-}
-
-function remote(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string {
-  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-}
-
 /** The single URI SAN of the first certificate of a PEM chain. */
 export function spiffeIdOfChain(certChainPem: string): string {
   const uris = (new X509Certificate(certChainPem).subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:'));
@@ -223,12 +213,7 @@ export class InboundHttpListener {
   }
 
   stats(): InboundHttpStats {
-    let { bytesIn, bytesOut } = this.counts;
-    for (const c of this.live) {
-      bytesIn += c.bytesIn;
-      bytesOut += c.bytesOut;
-    }
-    return { ...this.counts, active: this.live.size, bytesIn, bytesOut };
+    return withLiveBytes(this.counts, this.live, this.live.size);
   }
 
   /** The live connections: who, from where, over what, how much. */
@@ -463,14 +448,8 @@ export class InboundHttpListener {
     this.drop(c);
   }
 
-  private event(e: ProxyEvent | Omit<ProxyEvent, 'direction'>): void {
-    const full = { ...e, direction: 'inbound' } as ProxyEvent;
-    if (full.spiffeId === undefined) delete full.spiffeId;
-    try {
-      this.opts.onEvent?.(full);
-    } catch {
-      // A failing sink must not take the listener down.
-    }
+  private event(e: Omit<ProxyEvent, 'direction'>): void {
+    report(this.opts.onEvent, 'inbound', e);
   }
 }
 

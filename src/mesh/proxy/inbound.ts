@@ -2,9 +2,9 @@ import { once } from 'node:events';
 import { connect as netConnect, type AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { PeerVerifier, VerifiedPeer } from './peer-verifier.js';
-import { closeIdentity, decide, revalidateLive } from './live-connections.js';
+import { closeIdentity, contextOptions, decide, remote, revalidateLive, withLiveBytes } from './live-connections.js';
 import { splice, type ByteCounters } from './splice.js';
-import type { EndpointAddress, EventReason, ProxyCredentials, ProxyEvent, ProxyEventSink } from './types.js';
+import { report, type EndpointAddress, type EventReason, type ProxyCredentials, type ProxyEvent, type ProxyEventSink } from './types.js';
 
 // The inbound side of the sidecar (tcp mode): TLS 1.3 only, client certificate required and verified against the
 // current bundle, X509-SVID rules, revocation, then one authorization decision (the Cedar `connect` decision,
@@ -42,16 +42,6 @@ interface LiveConnection extends ByteCounters {
   socket: TLSSocket;
 }
 
-/** The context options: built once per credential set (setSecureContext builds one SecureContext from them). */
-function contextOptions(c: ProxyCredentials) {
-  // minVersion belongs to the context: setSecureContext without it would fall back to Node's default (TLS 1.2).
-  return { key: c.keyPem, cert: c.certChainPem, ca: c.bundlePem, minVersion: 'TLSv1.3' as const };
-}
-
-function remote(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string {
-  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-}
-
 export class InboundListener {
   private readonly live = new Set<LiveConnection>();
   private readonly counts = { accepted: 0, refused: 0, denied: 0, cut: 0, bytesIn: 0, bytesOut: 0 };
@@ -81,12 +71,7 @@ export class InboundListener {
   }
 
   stats(): InboundStats {
-    let { bytesIn, bytesOut } = this.counts;
-    for (const c of this.live) {
-      bytesIn += c.bytesIn;
-      bytesOut += c.bytesOut;
-    }
-    return { ...this.counts, active: this.live.size, bytesIn, bytesOut };
+    return withLiveBytes(this.counts, this.live, this.live.size);
   }
 
   /** The live connections: who, from where, how much. */
@@ -170,13 +155,7 @@ export class InboundListener {
     c.socket.destroy();
   }
 
-  private event(e: ProxyEvent | Omit<ProxyEvent, 'direction'>): void {
-    const full = { ...e, direction: 'inbound' } as ProxyEvent;
-    if (full.spiffeId === undefined) delete full.spiffeId;
-    try {
-      this.opts.onEvent?.(full);
-    } catch {
-      // A failing sink must not take the listener down.
-    }
+  private event(e: Omit<ProxyEvent, 'direction'>): void {
+    report(this.opts.onEvent, 'inbound', e);
   }
 }

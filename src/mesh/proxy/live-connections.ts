@@ -1,11 +1,33 @@
-import type { EventReason } from './types.js';
+import type { EventReason, ProxyCredentials } from './types.js';
 import type { PeerVerifier, VerifiedPeer } from './peer-verifier.js';
 
-// What the tcp and http inbound listeners share about their live connections: closing those of one identity, and
-// re-checking them all after a revocation or policy change. Each listener keeps its own set and its own `cut`.
+// What the tcp and http inbound listeners share: their TLS context options, and their live connections — totals,
+// closing those of one identity, re-checking them all after a revocation or policy change. Each listener keeps its
+// own set and its own `cut`.
 
 export interface LiveWithPeer {
   peer: VerifiedPeer;
+}
+
+/** The context options: built once per credential set (setSecureContext builds one SecureContext from them). */
+export function contextOptions(c: ProxyCredentials) {
+  // minVersion belongs to the context: setSecureContext without it would fall back to Node's default (TLS 1.2).
+  return { key: c.keyPem, cert: c.certChainPem, ca: c.bundlePem, minVersion: 'TLSv1.3' as const };
+}
+
+/** `address:port` of a socket's peer, as events name it. */
+export function remote(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+}
+
+/** Totals of closed connections plus what the live ones carried so far. */
+export function withLiveBytes<T extends { bytesIn: number; bytesOut: number }>(counts: T, live: Iterable<{ bytesIn: number; bytesOut: number }>, active: number): T & { active: number } {
+  let { bytesIn, bytesOut } = counts;
+  for (const c of live) {
+    bytesIn += c.bytesIn;
+    bytesOut += c.bytesOut;
+  }
+  return { ...counts, active, bytesIn, bytesOut };
 }
 
 export type Cut<C> = (c: C, reason: EventReason, detail: string) => void;

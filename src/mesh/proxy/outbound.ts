@@ -4,7 +4,7 @@ import { connect as tlsConnect, createSecureContext, type SecureContext, type TL
 import { Balancer, type Endpoint, type EndpointStatus, type LbPolicy, type OutlierOptions } from './balancer.js';
 import type { PeerVerifier, VerifiedPeer } from './peer-verifier.js';
 import { splice, type ByteCounters } from './splice.js';
-import type { EndpointAddress, ProxyCredentials, ProxyEvent, ProxyEventSink } from './types.js';
+import { report, type EndpointAddress, type ProxyCredentials, type ProxyEvent, type ProxyEventSink } from './types.js';
 
 // The outbound side: the local app connects in plain TCP to a listener per upstream; each connection is carried
 // over mTLS (TLS 1.3, our SVID) to one instance of the upstream, chosen by the Balancer (least-request by default,
@@ -300,12 +300,6 @@ export class OutboundConnector {
   }
 
   private event(e: Omit<ProxyEvent, 'direction'>): void {
-    const full: ProxyEvent = { ...e, direction: 'outbound' };
-    if (full.spiffeId === undefined) delete full.spiffeId;
-    try {
-      this.opts.onEvent?.(full);
-    } catch {
-      // A failing sink must not take the connector down.
-    }
+    report(this.opts.onEvent, 'outbound', e);
   }
 }

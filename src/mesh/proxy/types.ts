@@ -28,6 +28,17 @@ export interface ProxyEvent {
 
 export type ProxyEventSink = (event: ProxyEvent) => void;
 
+/** Hands an event to the sink with its direction; a failing sink must not take a listener or connector down. */
+export function report(sink: ProxyEventSink | undefined, direction: ProxyEvent['direction'], e: Omit<ProxyEvent, 'direction'>): void {
+  const full: ProxyEvent = { ...e, direction };
+  if (full.spiffeId === undefined) delete full.spiffeId;
+  try {
+    sink?.(full);
+  } catch {
+    // The event is lost; traffic is not.
+  }
+}
+
 /** Our X509-SVID and the trust bundle it is checked against. */
 export interface ProxyCredentials {
   /** Leaf then intermediates, PEM. */
