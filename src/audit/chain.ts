@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 
 // One audit line = one JSON object: {"seq":N,"prev_hash":"<hash of line N-1>", ...entry, "hash":"<sha256 of this line without hash>"}.
 // The hash is computed over the exact bytes before `,"hash":...`, so a verifier never has to re-serialise JSON.
@@ -12,14 +12,16 @@ export interface ChainState {
 
 const TAIL = Buffer.from(',"hash":"');
 
-/** The next line of a chain, as the bytes written: the body is encoded once and hashed as bytes. */
+/** The next line of a chain, as the bytes written: the body is serialised once, hashed and copied once. */
 export function chainBytes(state: ChainState, entry: Record<string, unknown>): { line: Buffer; next: ChainState } {
   const seq = state.seq + 1;
-  const body = Buffer.from(JSON.stringify({ seq, prev_hash: state.hash, ...entry }));
-  const hash = createHash('sha256').update(body).digest('hex');
+  const body = JSON.stringify({ seq, prev_hash: state.hash, ...entry });
+  // One-shot hashing: no Hash object, so nothing for the young-generation GC to finalise per line.
+  const hash = digest('sha256', body, 'hex');
   // body without its closing brace + ,"hash":"<64 hex>"}\n
-  const line = Buffer.allocUnsafe(body.length - 1 + TAIL.length + 64 + 3);
-  let off = body.copy(line, 0, 0, body.length - 1);
+  const bodyLength = Buffer.byteLength(body);
+  const line = Buffer.allocUnsafe(bodyLength - 1 + TAIL.length + 64 + 3);
+  let off = line.write(body, 0, bodyLength - 1, 'utf8');
   off += TAIL.copy(line, off);
   off += line.write(hash, off, 'latin1');
   line.write('"}\n', off, 'latin1');
@@ -52,5 +54,5 @@ export function parseLine(line: string): ParsedLine | null {
   }
   if (typeof obj.seq !== 'number' || typeof obj.prev_hash !== 'string') return null;
   const hash = m[1]!;
-  return { seq: obj.seq, prev: obj.prev_hash, hash, intact: createHash('sha256').update(body).digest('hex') === hash };
+  return { seq: obj.seq, prev: obj.prev_hash, hash, intact: digest('sha256', body, 'hex') === hash };
 }

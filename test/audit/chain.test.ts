@@ -72,6 +72,20 @@ describe('the hash chain line format', () => {
     assert.equal(parseLine('not json,"hash":"' + 'a'.repeat(64) + '"}'), null);
   });
 
+  it('hashes the UTF-8 bytes of non-ASCII entries (multi-byte characters, emoji) and they verify', () => {
+    let state: ChainState = { seq: 0, hash: GENESIS };
+    const out: string[] = [];
+    for (const path of ['secret/data/café', 'secret/data/€uro/😀', 'secret/data/plain']) {
+      const { line, next } = chainLine(state, { type: 'request', request: { path } });
+      const body = line.slice(0, line.lastIndexOf(',"hash":')) + '}';
+      assert.equal(next.hash, sha256(body), 'the hash covers the exact UTF-8 body');
+      assert.equal(JSON.parse(line).request.path, path, 'the line is whole, no character cut');
+      out.push(line.slice(0, -1));
+      state = next;
+    }
+    assert.equal(check(out).ok, true);
+  });
+
   it('the broker-written log verifies', () => {
     const r = check(lines);
     assert.equal(r.ok, true, r.message);

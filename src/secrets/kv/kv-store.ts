@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import type { SecureStore, SecureTxnOp } from '../../core/barrier/index.js';
 import { ReadGuard } from '../../core/storage/index.js';
 import { BadRequestError, ConflictError, NotFoundError, TxnConflictError } from '../../core/errors.js';
@@ -250,5 +250,5 @@ export class KvStore {
 }
 
 function versionKey(key: string, n: number): string {
-  return `versions/${createHash('sha256').update(key).digest('hex')}/${n}`;
+  return `versions/${digest('sha256', key, 'hex')}/${n}`;
 }
