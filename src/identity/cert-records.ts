@@ -2,14 +2,13 @@ import type { SecureStore, SecureTxnOp } from '../core/barrier/index.js';
 import { idKey, serialKey } from './revocations.js';
 
 // Every issued certificate is recorded (Vault's `pki/cert/:serial`; revoking a SPIFFE ID must find its serials
-// for the CRL). Issuing thousands per second would mean thousands of fsyncs, so records are written in groups:
-// the records asked for within GROUP_WINDOW_MS (or until GROUP_MAX are waiting) go into one transaction, and each
-// caller waits for its commit before the certificate leaves the server (a certificate is never handed out
-// unrecorded). The window costs each issuance up to 2 ms and saves an fsync per certificate.
+// for the CRL), and each caller waits for its record's commit before the certificate leaves the server (a
+// certificate is never handed out unrecorded). The records asked for in one turn of the event loop (or until
+// GROUP_MAX are waiting) go to storage as one transaction; storage's write thread then commits whatever arrives
+// while a commit is running in the next one, so under load many certificates share one fsync without a timer.
 
 const CERTS = 'certs/';
 const BY_ID = 'certs-by-id/';
-const GROUP_WINDOW_MS = 2;
 const GROUP_MAX = 64;
 
 export interface CertRecord {
@@ -23,7 +22,7 @@ export interface CertRecord {
 
 export class CertRecords {
   private pending: { record: CertRecord; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  private timer: NodeJS.Timeout | null = null;
+  private scheduled: NodeJS.Immediate | null = null;
 
   constructor(private readonly store: SecureStore) {}
 
@@ -31,7 +30,7 @@ export class CertRecords {
     return new Promise((resolve, reject) => {
       this.pending.push({ record, resolve, reject });
       if (this.pending.length >= GROUP_MAX) void this.flush();
-      else this.timer ??= setTimeout(() => void this.flush(), GROUP_WINDOW_MS);
+      else this.scheduled ??= setImmediate(() => void this.flush());
     });
   }
 
@@ -58,8 +57,8 @@ export class CertRecords {
 
   private async flush(): Promise<void> {
     const batch = this.pending.splice(0);
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled = null;
     if (batch.length === 0) return;
     const ops: SecureTxnOp[] = [];
     for (const { record } of batch) {

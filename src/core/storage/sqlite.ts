@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { TxnConflictError } from '../errors.js';
 import {
   assertValidKey, assertValidPrefix, directChildren, prefixUpperBound,
@@ -17,23 +18,40 @@ export interface SqliteOptions {
 
 type Row = { key: string; value: Buffer; version: number };
 
-/** Embedded storage: one SQLite file in WAL mode. Writes are serialised by SQLite and by Node's single thread. */
+/** What the write thread (sqlite-writer.mjs) answers for each transaction, in commit order. */
+type WriteResult =
+  | { id: number; index: number; changes: Change[] }
+  | { id: number; conflict: string }
+  | { id: number; error: string };
+
+interface PendingWrite {
+  resolve(r: { index: number; changes: Change[] }): void;
+  reject(err: Error): void;
+}
+
+const WRITER_URL = new URL('./sqlite-writer.mjs', import.meta.url);
+
+/**
+ * Embedded storage: one SQLite file in WAL mode. Reads run on this thread's connection (a point read is a few
+ * microseconds); writes run on a second connection in a write thread, so a commit's fsync never stalls the event
+ * loop and concurrent writes share one commit. A write resolves after its commit, and WAL makes it visible to
+ * this thread's next read.
+ */
 export class SqliteStorage implements Storage {
   readonly name = 'sqlite';
   private readonly db: Database.Database;
+  private readonly writer: Worker;
+  private readonly pending = new Map<number, PendingWrite>();
+  private nextId = 1;
+  private writerFailure: Error | null = null;
+  private closing: Promise<void> | null = null;
   private readonly listeners = new Set<ChangeListener>();
-  private readonly retain: number;
   private index: number;
-  private writesSinceCompaction = 0;
   private readonly stmt: {
     get: Database.Statement<[string], Row>;
-    put: Database.Statement<[string, Buffer, number]>;
-    del: Database.Statement<[string]>;
     range: Database.Statement<[string, string], { key: string }>;
-    change: Database.Statement<[number, string, string]>;
     changes: Database.Statement<[number, number], { idx: number; key: string; op: string }>;
     minIdx: Database.Statement<[], { m: number | null }>;
-    compact: Database.Statement<[number]>;
   };
 
   constructor(opts: SqliteOptions) {
@@ -46,19 +64,26 @@ export class SqliteStorage implements Storage {
       CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS changes (idx INTEGER PRIMARY KEY, key TEXT NOT NULL, op TEXT NOT NULL);
     `);
-    this.retain = opts.retainChanges ?? 100_000;
     this.stmt = {
       get: this.db.prepare('SELECT key, value, version FROM kv WHERE key = ?'),
-      put: this.db.prepare('INSERT INTO kv (key, value, version) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version'),
-      del: this.db.prepare('DELETE FROM kv WHERE key = ?'),
       range: this.db.prepare('SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key'),
-      change: this.db.prepare('INSERT INTO changes (idx, key, op) VALUES (?, ?, ?)'),
       changes: this.db.prepare('SELECT idx, key, op FROM changes WHERE idx > ? ORDER BY idx LIMIT ?'),
       minIdx: this.db.prepare('SELECT min(idx) AS m FROM changes'),
-      compact: this.db.prepare('DELETE FROM changes WHERE idx <= ?'),
     };
     const row = this.db.prepare('SELECT max(idx) AS m FROM changes').get() as { m: number | null };
     this.index = row.m ?? 0;
+    // execArgv [] : the writer is plain JavaScript, so it skips the TypeScript loader the main thread may run with.
+    this.writer = new Worker(WRITER_URL, {
+      execArgv: [],
+      workerData: { path: opts.path, synchronous: opts.synchronous === 'normal' ? 'NORMAL' : 'FULL', retain: opts.retainChanges ?? 100_000 },
+    });
+    this.writer.unref();
+    this.writer.on('message', (m: WriteResult[] | { closed: true }) => {
+      if (Array.isArray(m)) this.settle(m);
+      else void this.writer.terminate();
+    });
+    this.writer.on('error', (err) => this.failWrites(new Error(`storage write thread failed: ${err.message}`)));
+    this.writer.on('exit', (code) => this.failWrites(new Error(`storage write thread exited (code ${code})`)));
   }
 
   async get(key: string): Promise<StorageEntry | null> {
@@ -73,7 +98,9 @@ export class SqliteStorage implements Storage {
   async delete(key: string): Promise<number | null> {
     assertValidKey(key);
     if (!this.stmt.get.get(key)) return null;
-    return this.txn([{ type: 'delete', key }]);
+    // Another write may delete it first; then this one made no change.
+    const { index, changes } = await this.write([{ type: 'delete', key }]);
+    return changes.length > 0 ? index : null;
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -83,45 +110,17 @@ export class SqliteStorage implements Storage {
   }
 
   async txn(ops: readonly TxnOp[]): Promise<number> {
-    for (const op of ops) assertValidKey(op.key);
-    const made: Change[] = [];
-    const run = this.db.transaction(() => {
-      for (const op of ops) {
-        if (op.type !== 'check') continue;
-        const current = this.stmt.get.get(op.key)?.version ?? 0;
-        if (current !== op.version) throw new TxnConflictError(op.key);
-      }
-      let index = this.index;
-      for (const op of ops) {
-        if (op.type === 'check') continue;
-        index += 1;
-        if (op.type === 'put') {
-          this.stmt.put.run(op.key, op.value, index);
-        } else if (this.stmt.del.run(op.key).changes === 0) {
-          index -= 1;
-          continue;
-        }
-        this.stmt.change.run(index, op.key, op.type);
-        made.push({ index, key: op.key, op: op.type });
-      }
-      return index;
-    });
-    const index = run.immediate();
-    this.index = index;
-    if (made.length > 0) {
-      this.writesSinceCompaction += made.length;
-      if (this.writesSinceCompaction >= Math.max(1000, this.retain / 10)) this.compact();
-      this.emit(made);
-    }
-    return index;
+    return (await this.write(ops)).index;
   }
 
   async changes(since: number, limit = 1000): Promise<ChangesPage> {
     const rows = this.stmt.changes.all(since, limit);
     const min = this.stmt.minIdx.get()?.m ?? this.index + 1;
+    // A commit whose answer has not reached this thread yet is already readable here.
+    const newest = rows.length > 0 ? Math.max(this.index, rows[rows.length - 1]!.idx) : this.index;
     return {
       changes: rows.map((r) => ({ index: r.idx, key: r.key, op: r.op as Change['op'] })),
-      index: this.index,
+      index: newest,
       truncated: since < min - 1,
     };
   }
@@ -135,16 +134,59 @@ export class SqliteStorage implements Storage {
     return () => this.listeners.delete(listener);
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    // Writes already sent are committed and answered before the thread stops (it drains its queue first).
+    if (!this.writerFailure) {
+      const exited = new Promise<void>((resolve) => this.writer.once('exit', () => resolve()));
+      this.writer.ref();
+      this.writer.postMessage({ type: 'close' });
+      await exited;
+    }
     this.listeners.clear();
     if (this.db.open) this.db.close();
   }
 
-  private compact(): void {
-    this.writesSinceCompaction = 0;
-    // Keep the newest entries, and always at least the last one, so the current index survives a restart.
-    const keepFrom = this.index - this.retain;
-    if (keepFrom > 0) this.stmt.compact.run(Math.min(keepFrom, this.index - 1));
+  private write(ops: readonly TxnOp[]): Promise<{ index: number; changes: Change[] }> {
+    for (const op of ops) assertValidKey(op.key);
+    if (this.writerFailure) return Promise.reject(this.writerFailure);
+    if (this.closing) return Promise.reject(new Error('storage is closed'));
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      // Referenced only while a write is waiting: an idle store does not keep the process alive.
+      if (this.pending.size === 0) this.writer.ref();
+      this.pending.set(id, { resolve, reject });
+      this.writer.postMessage({ id, ops });
+    });
+  }
+
+  /** Answers arrive in commit order: the index only moves forward and listeners see changes in order. */
+  private settle(results: WriteResult[]): void {
+    for (const r of results) {
+      const p = this.pending.get(r.id);
+      this.pending.delete(r.id);
+      if ('changes' in r) {
+        if (r.index > this.index) this.index = r.index;
+        if (r.changes.length > 0) this.emit(r.changes);
+        p?.resolve({ index: r.index, changes: r.changes });
+      } else if ('conflict' in r) {
+        p?.reject(new TxnConflictError(r.conflict));
+      } else {
+        p?.reject(new Error(`storage write failed: ${r.error}`));
+      }
+    }
+    if (this.pending.size === 0 && !this.closing) this.writer.unref();
+  }
+
+  private failWrites(err: Error): void {
+    if (this.closing && this.pending.size === 0) return;
+    this.writerFailure ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
   }
 
   private emit(changes: Change[]): void {
