@@ -22,8 +22,15 @@ export function validatePath(path: string): string {
 }
 
 /** Compiles a route pattern (`data/:path+`, `keys/:name`, `accessors/`) to an anchored regex and its parameter names. */
-export function compilePattern(pattern: string): { re: RegExp; names: string[] } {
+export function compilePattern(pattern: string): { re: RegExp; names: string[]; prefix: string } {
   const names: string[] = [];
+  // The literal segments before the first parameter: a path that does not start with them cannot match, so the
+  // router skips the regex (a mount's routes are tried in order on every request).
+  const literal: string[] = [];
+  for (const seg of pattern.replace(/\/$/, '').split('/')) {
+    if (seg.startsWith(':')) break;
+    literal.push(seg);
+  }
   const parts = pattern.replace(/\/$/, '').split('/').map((seg, i, all) => {
     const m = /^:([a-zA-Z_][a-zA-Z0-9_]*)([*+]?)$/.exec(seg);
     if (!m) return seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -34,5 +41,5 @@ export function compilePattern(pattern: string): { re: RegExp; names: string[] }
   let source = parts.join('/');
   // `x/:rest*` also matches `x` itself; every pattern tolerates one trailing slash.
   source = source.replace(/\/\(\.\*\)$/, '(?:/(.*))?');
-  return { re: new RegExp(`^${source}/?$`), names };
+  return { re: new RegExp(`^${source}/?$`), names, prefix: literal.join('/') };
 }

@@ -17,6 +17,8 @@ export interface CompiledRoute {
   route: Route;
   re: RegExp;
   names: string[];
+  /** Every path this route matches starts with it. */
+  prefix: string;
 }
 
 export interface Mounted {
@@ -71,6 +73,7 @@ export class Router {
     const found = this.find(path);
     if (!found) return null;
     for (const compiled of found.mounted.routes) {
+      if (!found.relPath.startsWith(compiled.prefix)) continue;
       const m = compiled.re.exec(found.relPath);
       if (!m) continue;
       const params: Record<string, string> = {};
