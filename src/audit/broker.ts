@@ -5,7 +5,7 @@ import type { Logger } from '../telemetry/logger.js';
 import { chainBytes, type ChainState } from './chain.js';
 import { formatRecord, type AuditRecord, type HmacMemo } from './entry.js';
 import { FileSink } from './file-sink.js';
-import { hmacValue } from './hmac.js';
+import { hmacValue, type RedactionMemo } from './hmac.js';
 import { SinkWriteError, type AuditSink } from './sink.js';
 import { StdoutSink } from './stdout-sink.js';
 
@@ -25,6 +25,7 @@ interface Device {
   /** Could not be opened at unseal; retried on reopen (SIGHUP). */
   broken?: boolean;
   memo: HmacMemo;
+  redactions: RedactionMemo;
   pending: PendingLine[];
 }
 
@@ -81,7 +82,7 @@ export class AuditBroker {
       } catch (err) {
         // A device that cannot open now is reported; if it was the only one, requests fail closed until it is fixed.
         this.logger.error({ device: config.name, err: (err as Error).message }, 'audit device could not be opened');
-        this.devices.set(config.name, { config, sink: brokenSink(config, (err as Error).message), key: Buffer.alloc(32), chain: { seq: 0, hash: '' }, broken: true, memo: new Map(), pending: [] });
+        this.devices.set(config.name, { config, sink: brokenSink(config, (err as Error).message), key: Buffer.alloc(32), chain: { seq: 0, hash: '' }, broken: true, memo: new Map(), redactions: new Map(), pending: [] });
       }
     }
   }
@@ -92,6 +93,7 @@ export class AuditBroker {
       d.sink.close();
       d.key.fill(0);
       d.memo.clear();
+      d.redactions.clear();
     }
     this.devices.clear();
   }
@@ -161,7 +163,7 @@ export class AuditBroker {
       const waiter: Waiter = { remaining: 0, written: 0, resolve, reject };
       for (const d of this.devices.values()) {
         try {
-          const { line, next } = chainBytes(d.chain, formatRecord(record, d.key, d.memo));
+          const { line, next } = chainBytes(d.chain, formatRecord(record, d.key, d.memo, d.redactions));
           d.pending.push({ line, before: d.chain, after: next, waiter });
           d.chain = next;
           waiter.remaining++;
@@ -233,7 +235,7 @@ export class AuditBroker {
       key = randomBytes(32);
       await this.store.put(KEY_PREFIX + config.name, key);
     }
-    const device: Device = { config: normalised, sink, key, chain: sink.resume, memo: new Map(), pending: [] };
+    const device: Device = { config: normalised, sink, key, chain: sink.resume, memo: new Map(), redactions: new Map(), pending: [] };
     this.devices.set(config.name, device);
     return device;
   }

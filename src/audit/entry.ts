@@ -1,5 +1,5 @@
 import type { AuthResult, Caller, Request, Response } from '../core/request.js';
-import { hmacValue, redact } from './hmac.js';
+import { hmacValue, redact, type RedactionMemo } from './hmac.js';
 
 export interface AuditRecord {
   type: 'request' | 'response';
@@ -29,7 +29,7 @@ function memoized(memo: HmacMemo | undefined, id: string, compute: () => string)
 }
 
 /** The logged form of a record under one device's HMAC key: tokens, accessors and values only as HMACs. */
-export function formatRecord(r: AuditRecord, key: Buffer, memo?: HmacMemo): Record<string, unknown> {
+export function formatRecord(r: AuditRecord, key: Buffer, memo?: HmacMemo, redactions?: RedactionMemo): Record<string, unknown> {
   const c = r.caller;
   const tokenHmac = c ? memoized(memo, `t${c.tokenHash}`, () => hmacValue(key, c.token)) : null;
   const entry: Record<string, unknown> = {
@@ -52,7 +52,7 @@ export function formatRecord(r: AuditRecord, key: Buffer, memo?: HmacMemo): Reco
     const res = r.response;
     entry.response = {
       status: r.status ?? null,
-      data: res?.data ? redact(key, res.data, r.plain) : res?.bare ? redact(key, res.bare, r.plain) : null,
+      data: res?.data ? redact(key, res.data, r.plain, redactions && res.auditDataId ? { memo: redactions, id: res.auditDataId } : undefined) : res?.bare ? redact(key, res.bare, r.plain) : null,
       auth: res?.auth ? resultAuth(res.auth, key) : null,
       // Lease IDs are references, not secrets (Vault logs them in clear): what matters is who got which lease.
       wrap_info: res?.wrapInfo

@@ -9,12 +9,31 @@ export function hmacValue(key: Buffer, value: string): string {
  * (`*` = the route returns nothing secret: log it all in clear).
  * Redaction is the default, so a field nobody thought to declare never reaches the log in clear.
  */
-export function redact(key: Buffer, value: unknown, plain: ReadonlySet<string> = EMPTY): unknown {
+export function redact(key: Buffer, value: unknown, plain: ReadonlySet<string> = EMPTY, reuse?: RedactionReuse): unknown {
   if (plain.has('*')) return value;
   if (value === null || value === undefined || typeof value !== 'object' || Array.isArray(value)) return redactDeep(key, value);
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = plain.has(k) ? v : redactDeep(key, v);
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    out[k] = plain.has(k) ? v : reuse ? reuse.memo.get(`${reuse.id}\u0000${k}`) ?? remember(reuse, k, redactDeep(key, v)) : redactDeep(key, v);
+  }
   return out;
+}
+
+/**
+ * A device's redacted fields of responses whose data has a stable name (`Response.auditDataId`): a secret read
+ * again costs a map lookup instead of an HMAC per value. It holds HMACs only — what the log holds anyway.
+ */
+export type RedactionMemo = Map<string, unknown>;
+export interface RedactionReuse {
+  memo: RedactionMemo;
+  id: string;
+}
+const REDACTION_MEMO_MAX = 10_000;
+
+function remember(reuse: RedactionReuse, field: string, redacted: unknown): unknown {
+  if (reuse.memo.size >= REDACTION_MEMO_MAX) reuse.memo.delete(reuse.memo.keys().next().value!);
+  reuse.memo.set(`${reuse.id}\u0000${field}`, redacted);
+  return redacted;
 }
 
 const EMPTY: ReadonlySet<string> = new Set();

@@ -67,6 +67,12 @@ export interface Response {
   raw?: { contentType: string; body: string | Buffer };
   /** Response with these top-level fields verbatim instead of the envelope (sys/health, sys/init, seal-status). */
   bare?: Record<string, unknown>;
+  /**
+   * Names exactly what `data`'s fields hold (e.g. a storage key at its storage version, which no write can change
+   * without changing the version), so an audit device may reuse its HMACs of them. Set it only when each field of
+   * `data` is a pure function of this name.
+   */
+  auditDataId?: string;
   headers?: Record<string, string>;
   /** A secret with a lifetime (dynamic credentials): the pipeline gives it a lease and fills in lease_id. */
   secret?: LeasedSecret;

@@ -188,6 +188,27 @@ describe('audit entries never hold secrets, tokens or accessors in clear', () =>
     assert.equal(rres.response!.data.metadata.version, 2, 'declared-safe fields (version) stay in clear');
   });
 
+  it('reads of a secret reuse its HMACs only while the stored version is the same: each version, rewrite and destroy shows', async () => {
+    const path = 'secret/data/reused';
+    const readPassword = async (version?: number) => {
+      const r = await send(t, 'read', path, version === undefined ? {} : { version });
+      const res = byId(entries(file), r.id).find((e) => e.type === 'response')!;
+      const data = res.response!.data?.data as { password: string } | null;
+      return { status: r.status, logged: data === null ? null : data.password };
+    };
+    assert.equal((await t.call('update', path, { data: { password: 'first' } })).status, 200);
+    const first = await auditHash(t, 'file', 'first');
+    assert.equal((await readPassword()).logged, first);
+    assert.equal((await readPassword()).logged, first, 'a second read of the same version: same HMAC');
+    assert.equal((await t.call('update', path, { data: { password: 'second' } })).status, 200);
+    assert.equal((await readPassword()).logged, await auditHash(t, 'file', 'second'), 'the new current version is logged as its own value');
+    assert.equal((await readPassword(1)).logged, first, 'an old version is still logged as its value');
+    assert.equal((await t.call('update', 'secret/destroy/reused', { versions: [1] })).status, 204);
+    const destroyed = await readPassword(1);
+    assert.equal(destroyed.status, 404);
+    assert.equal(destroyed.logged, null, 'a destroyed version logs no value');
+  });
+
   it('sys/audit-hash returns exactly the HMAC the log holds for a token and an accessor (operators can search)', async () => {
     const all = entries(file);
     const tokenHash = await auditHash(t, 'file', child.token);

@@ -20,6 +20,11 @@ export interface ReadResult {
   version: number;
   /** null when the version is deleted or destroyed. */
   data: Record<string, unknown> | null;
+  /**
+   * Names the stored bytes behind `data`: the version record's key at its storage version. A version record is
+   * never rewritten in place (any write gets a new storage version), so equal ids mean equal data.
+   */
+  dataId?: string;
 }
 
 type Mutation = { meta: KeyMetadata; ops: SecureTxnOp[] } | null;
@@ -93,8 +98,10 @@ export class KvStore {
     const v = meta.versions[String(n)];
     if (!v) throw new NotFoundError(`secret ${key} has no version ${n}`);
     if (v.destroyed || isDeleted(v)) return { meta, version: n, data: null };
-    const stored = await this.store.getJson<Record<string, unknown>>(versionKey(key, n));
-    return { meta, version: n, data: stored?.value ?? null };
+    const vk = versionKey(key, n);
+    const stored = await this.store.getJson<Record<string, unknown>>(vk);
+    if (!stored) return { meta, version: n, data: null };
+    return { meta, version: n, data: stored.value, dataId: `${this.store.prefix}${vk}@${stored.version}` };
   }
 
   /** Writes a new version; `cas` is the version the caller expects to be current (0 = the key must not exist). */

@@ -68,7 +68,7 @@ export function kvRoutes(kv: KvStore): Route[] {
     const metadata = versionView(r.meta, r.version);
     // A deleted or destroyed version: 404 with its metadata, so clients can tell it from "never existed".
     if (r.data === null) return { status: 404, data: { data: null, metadata } };
-    return { data: { data: r.data, metadata } };
+    return { data: { data: r.data, metadata }, auditDataId: r.dataId };
   }
 
   async function writeData(ctx: HandlerContext, patch: boolean): Promise<Response> {
