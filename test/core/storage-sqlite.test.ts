@@ -1,7 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { CachedStorage, SqliteStorage } from '../../src/core/storage/index.js';
+import { migrateKvToRowid } from '../../src/core/storage/sqlite.js';
 import { storageConformance } from './storage-conformance.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -80,5 +82,39 @@ describe('read cache', () => {
     assert.ok(s.size < 70, `cached ${s.size} entries of ~1 KiB in a 64 KiB budget`);
     assert.equal((await s.get('b/3'))?.value.length, 900);
     await s.close();
+  });
+});
+
+describe('sqlite file format', () => {
+  it('a file whose kv table is WITHOUT ROWID (made before 2026-11-23) is rebuilt at open, keeping every key, value and version', async () => {
+    const path = join(dir, 'old-format.db');
+    const old = new Database(path);
+    old.pragma('journal_mode = WAL');
+    old.exec(`
+      CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE changes (idx INTEGER PRIMARY KEY, key TEXT NOT NULL, op TEXT NOT NULL);
+    `);
+    const put = old.prepare('INSERT INTO kv VALUES (?, ?, ?)');
+    const change = old.prepare('INSERT INTO changes VALUES (?, ?, ?)');
+    const rows = Array.from({ length: 300 }, (_, i) => ({ key: `app/${String(i).padStart(3, '0')}`, value: Buffer.alloc(i * 13, i), version: i + 1 }));
+    old.transaction(() => { for (const r of rows) { put.run(r.key, r.value, r.version); change.run(r.version, r.key, 'put'); } })();
+    old.close();
+
+    const s = new SqliteStorage({ path, synchronous: 'normal' });
+    for (const r of rows) {
+      const got = await s.get(r.key);
+      assert.ok(got && got.value.equals(r.value) && got.version === r.version, r.key);
+    }
+    assert.equal((await s.list('app/')).length, 300);
+    assert.equal(await s.currentIndex(), 300, 'the change index continues where it was');
+    assert.equal(await s.put('app/new', Buffer.from('n')), 301);
+    await s.close();
+
+    const check = new Database(path);
+    const sql = check.prepare("SELECT sql FROM sqlite_master WHERE name = 'kv'").pluck().get() as string;
+    assert.doesNotMatch(sql, /WITHOUT ROWID/i);
+    assert.equal(migrateKvToRowid(check), false, 'a second open has nothing to rebuild');
+    assert.equal(check.prepare('PRAGMA integrity_check').pluck().get(), 'ok');
+    check.close();
   });
 });
