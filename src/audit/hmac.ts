@@ -14,7 +14,7 @@ export function redact(key: Buffer, value: unknown, plain: ReadonlySet<string> =
   if (value === null || value === undefined || typeof value !== 'object' || Array.isArray(value)) return redactDeep(key, value);
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    out[k] = plain.has(k) ? v : reuse ? reuse.memo.get(`${reuse.id}\u0000${k}`) ?? remember(reuse, k, redactDeep(key, v)) : redactDeep(key, v);
+    out[k] = plain.has(k) ? v : reuse ? reused(reuse, k, () => redactDeep(key, v)) : redactDeep(key, v);
   }
   return out;
 }
@@ -30,9 +30,13 @@ export interface RedactionReuse {
 }
 const REDACTION_MEMO_MAX = 10_000;
 
-function remember(reuse: RedactionReuse, field: string, redacted: unknown): unknown {
+function reused(reuse: RedactionReuse, field: string, redact: () => unknown): unknown {
+  const name = `${reuse.id}\u0000${field}`;
+  const known = reuse.memo.get(name);
+  if (known !== undefined) return known;
+  const redacted = redact();
   if (reuse.memo.size >= REDACTION_MEMO_MAX) reuse.memo.delete(reuse.memo.keys().next().value!);
-  reuse.memo.set(`${reuse.id}\u0000${field}`, redacted);
+  reuse.memo.set(name, redacted);
   return redacted;
 }
 

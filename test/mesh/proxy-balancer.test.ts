@@ -7,7 +7,7 @@ import { connect as netConnect, createServer, type AddressInfo, type Socket } fr
 import type { TLSSocket } from 'node:tls';
 import { Balancer, InboundListener, OutboundConnector, PeerVerifier, type BalancerOptions, type OutboundOptions } from '../../src/mesh/proxy/index.js';
 import { onCleanup } from '../helpers/cleanup.js';
-import { issueSvid, makeTrustDomain, startEchoApp, type TestSvid, type TrustDomainCa } from './proxy-fixtures.js';
+import { issueSvid, meshWorld, startEchoApp, type TestSvid, type TrustDomainCa } from './proxy-fixtures.js';
 
 // The outbound balancer: unit tests of the pure Balancer (fake clock, seeded random), then the OutboundConnector
 // using it over real mTLS on 127.0.0.1 (retries, ejection, least-request spread) and the ALPN choice of http mode.
@@ -251,11 +251,8 @@ let apiSvid: TestSvid;
 let webSvid: TestSvid;
 
 before(async () => {
-  ca = await makeTrustDomain('example.org');
+  ({ ca, verifier, apiSvid, webSvid } = await meshWorld());
   app = await startEchoApp();
-  verifier = new PeerVerifier({ trustDomain: 'example.org', isSerialRevoked: () => false, isIdRevoked: () => false });
-  apiSvid = issueSvid(ca, 'api');
-  webSvid = issueSvid(ca, 'web');
 });
 
 async function inbound(): Promise<InboundListener> {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createIntermediate, createRoot, loadCa, x509, type LoadedCa } from '../../src/identity/ca-certs.js';
 import { LeafBuilder } from '../../src/identity/leaf-builder.js';
 import { toPem } from '../../src/identity/pem.js';
-import type { ProxyCredentials, ProxyEvent } from '../../src/mesh/proxy/index.js';
+import { PeerVerifier, type ProxyCredentials, type ProxyEvent } from '../../src/mesh/proxy/index.js';
 import { onCleanup } from '../helpers/cleanup.js';
 
 // Real PKI for the proxy tests: a trust domain's root and intermediate made by Aegis's CA code (ca-certs.ts), leaves
@@ -58,6 +58,22 @@ export function issueSvid(ca: TrustDomainCa, service: string, validity: { notBef
     keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     bundlePem: ca.bundlePem,
   };
+}
+
+/** The revocations a test flips: the verifier consults these sets on every check. */
+export interface Revocations {
+  serials: Set<string>;
+  ids: Set<string>;
+}
+
+/**
+ * What the proxy tests share: the trust domain example.org, a peer verifier that consults `revoked`, and SVIDs for
+ * api (the upstream side) and web (the caller).
+ */
+export async function meshWorld(revoked: Revocations = { serials: new Set(), ids: new Set() }): Promise<{ ca: TrustDomainCa; verifier: PeerVerifier; apiSvid: TestSvid; webSvid: TestSvid }> {
+  const ca = await makeTrustDomain('example.org');
+  const verifier = new PeerVerifier({ trustDomain: 'example.org', isSerialRevoked: (s) => revoked.serials.has(s), isIdRevoked: (id) => revoked.ids.has(id) });
+  return { ca, verifier, apiSvid: issueSvid(ca, 'api'), webSvid: issueSvid(ca, 'web') };
 }
 
 async function peculiarKeys(): Promise<{ keys: webcrypto.CryptoKeyPair; keyPem: string }> {

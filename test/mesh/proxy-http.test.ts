@@ -10,7 +10,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { InboundHttpListener, PeerVerifier, type HttpRequestInfo, type HttpRequestRecord, type InboundHttpOptions } from '../../src/mesh/proxy/index.js';
 import { onCleanup } from '../helpers/cleanup.js';
 import { settlesWithin as within, until as untilNamed } from '../helpers/wait.js';
-import { EventLog, issueSvid, makeTrustDomain, runClient, selfSignedSvid, type TestSvid, type TrustDomainCa } from './proxy-fixtures.js';
+import { EventLog, issueSvid, meshWorld, runClient, selfSignedSvid, type TestSvid, type TrustDomainCa } from './proxy-fixtures.js';
 
 /** Polls a counter that has no event of its own; bounded. */
 const until = (pred: () => boolean, ms = 2_000) => untilNamed('a counter to move', pred, ms);
@@ -77,11 +77,8 @@ async function startApp(): Promise<{ port: number; seen: Seen[] }> {
 }
 
 before(async () => {
-  ca = await makeTrustDomain('example.org');
+  ({ ca, verifier, apiSvid, webSvid } = await meshWorld({ serials: revokedSerials, ids: revokedIds }));
   app = await startApp();
-  verifier = new PeerVerifier({ trustDomain: 'example.org', isSerialRevoked: (s) => revokedSerials.has(s), isIdRevoked: (id) => revokedIds.has(id) });
-  apiSvid = issueSvid(ca, 'api');
-  webSvid = issueSvid(ca, 'web');
   allowed.add(webSvid.spiffeId);
 });
 

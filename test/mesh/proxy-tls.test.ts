@@ -6,7 +6,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { InboundListener, OutboundConnector, PeerVerifier, type OutboundOptions } from '../../src/mesh/proxy/index.js';
 import { onCleanup } from '../helpers/cleanup.js';
 import { settlesWithin as within, until as untilNamed } from '../helpers/wait.js';
-import { EventLog, issueSvid, makeTrustDomain, startEchoApp, type TestSvid, type TrustDomainCa } from './proxy-fixtures.js';
+import { EventLog, issueSvid, meshWorld, startEchoApp, type TestSvid, type TrustDomainCa } from './proxy-fixtures.js';
 
 // The proxy's TLS core end to end on 127.0.0.1: app → outbound connector → mTLS → inbound listener → echo app, and
 // the live changes: credentials swapped under open connections, revocations and withdrawn authorization cutting them.
@@ -22,11 +22,8 @@ let apiSvid: TestSvid;
 let webSvid: TestSvid;
 
 before(async () => {
-  ca = await makeTrustDomain('example.org');
+  ({ ca, verifier, apiSvid, webSvid } = await meshWorld({ serials: revokedSerials, ids: revokedIds }));
   app = await startEchoApp();
-  verifier = new PeerVerifier({ trustDomain: 'example.org', isSerialRevoked: (s) => revokedSerials.has(s), isIdRevoked: (id) => revokedIds.has(id) });
-  apiSvid = issueSvid(ca, 'api');
-  webSvid = issueSvid(ca, 'web');
   allowed.add(webSvid.spiffeId);
 });
 

@@ -1,9 +1,9 @@
 // The SQLite write thread (worker_threads). better-sqlite3 is synchronous, so on the main thread every commit's
 // fsync stalled every request in flight. Here the writes run on their own connection, off the event loop, and
 // every transaction that arrives while a commit is running is committed in the next one, with one fsync (group
-// commit); each keeps its own atomicity through a SAVEPOINT. Plain JavaScript on purpose: the thread starts in
-// ~30 ms without the TypeScript loader, and the protocol is small (its types are in sqlite.ts, the only sender).
-// `npm run typecheck` checks it through the JSDoc types below (allowJs + @ts-check).
+// commit); each keeps its own atomicity through a SAVEPOINT. JavaScript on purpose: the thread starts in ~30 ms
+// without the TypeScript loader. The protocol's types are the JSDoc typedefs below (sqlite.ts imports them), and
+// `npm run typecheck` checks this file through them (allowJs + @ts-check).
 // @ts-check
 import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';

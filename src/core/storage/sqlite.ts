@@ -3,6 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { TxnConflictError } from '../errors.js';
+// What the write thread answers for each transaction, in commit order (its JSDoc types).
+import type { Result as WriteResult } from './sqlite-writer.mjs';
 import {
   assertValidKey, assertValidPrefix, directChildren, prefixUpperBound,
   type Change, type ChangeListener, type ChangesPage, type Storage, type StorageEntry, type TxnOp,
@@ -18,11 +20,6 @@ export interface SqliteOptions {
 
 type Row = { key: string; value: Buffer; version: number };
 
-/** What the write thread (sqlite-writer.mjs) answers for each transaction, in commit order. */
-type WriteResult =
-  | { id: number; index: number; changes: Change[] }
-  | { id: number; conflict: string }
-  | { id: number; error: string };
 
 interface PendingWrite {
   resolve(r: { index: number; changes: Change[] }): void;
@@ -77,7 +74,8 @@ export class SqliteStorage implements Storage {
     mkdirSync(dirname(opts.path), { recursive: true, mode: 0o700 });
     this.db = new Database(opts.path);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    const synchronous = opts.synchronous === 'normal' ? 'NORMAL' : 'FULL';
+    this.db.pragma(`synchronous = ${synchronous}`);
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS kv (${KV_COLUMNS});
@@ -95,7 +93,7 @@ export class SqliteStorage implements Storage {
     // execArgv [] : the writer is plain JavaScript, so it skips the TypeScript loader the main thread may run with.
     this.writer = new Worker(WRITER_URL, {
       execArgv: [],
-      workerData: { path: opts.path, synchronous: opts.synchronous === 'normal' ? 'NORMAL' : 'FULL', retain: opts.retainChanges ?? 100_000 },
+      workerData: { path: opts.path, synchronous, retain: opts.retainChanges ?? 100_000 },
     });
     this.writer.unref();
     this.writer.on('message', (m: WriteResult[] | { closed: true }) => {
